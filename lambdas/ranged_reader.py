@@ -1,0 +1,114 @@
+"""A seekable, read-only file over an S3 object that fetches only the bytes a reader touches.
+
+Pillow parses an image from a file object. Handing it the whole object would download a
+50 MB photo to learn its dimensions; handing it only a fixed head breaks on images whose
+headers are long (a big EXIF block) or whose facts are spread out (GIF frame counts, TIFF
+directories at the end). This reader serves Pillow from ranged reads on demand instead.
+
+Each miss fetches at least as many bytes as have been fetched so far (and at least
+``min_fetch``), so a reader that walks the whole object costs O(log size) requests, and one
+that needs the head and a few tail bytes costs two or three. The fetch function is injected
+(``fetch(start, end_inclusive) -> bytes``), so this module knows nothing about S3 or boto3.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Final
+
+Fetch = Callable[[int, int], bytes]
+
+DEFAULT_MIN_FETCH: Final = 64 * 1024
+
+
+class RangedReader(io.RawIOBase):
+    """Reads ``size`` bytes through ``fetch``, caching every segment it has fetched."""
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        size: int,
+        *,
+        initial: bytes = b"",
+        min_fetch: int = DEFAULT_MIN_FETCH,
+    ) -> None:
+        super().__init__()
+        if size < 0:
+            raise ValueError("size must not be negative")
+        self._fetch = fetch
+        self._size = size
+        self._min_fetch = max(1, min_fetch)
+        self._position = 0
+        # Disjoint or overlapping (start, data) pairs; a handful at most, so a list is enough.
+        self._segments: list[tuple[int, bytes]] = []
+        self.bytes_fetched = len(initial)
+        self.fetches = 0
+        if initial:
+            self._segments.append((0, initial[:size]))
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            position = offset
+        elif whence == io.SEEK_CUR:
+            position = self._position + offset
+        elif whence == io.SEEK_END:
+            position = self._size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if position < 0:
+            raise OSError("negative seek position")
+        self._position = position
+        return position
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        view = memoryview(buffer).cast("B")
+        view[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes from the current position; fewer only at the end."""
+        if size is None or size < 0:
+            size = self._size - self._position
+        end = min(self._position + size, self._size)
+        chunks: list[bytes] = []
+        while self._position < end:
+            chunk = self._cached(self._position, end) or self._fetch_from(self._position, end)
+            chunks.append(chunk)
+            self._position += len(chunk)
+        return b"".join(chunks)
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def _cached(self, start: int, end: int) -> bytes:
+        for segment_start, data in self._segments:
+            offset = start - segment_start
+            if 0 <= offset < len(data):
+                return data[offset : offset + (end - start)]
+        return b""
+
+    def _fetch_from(self, start: int, end: int) -> bytes:
+        length = max(end - start, self._min_fetch, self.bytes_fetched)
+        stop = min(start + length, self._size) - 1
+        data = self._fetch(start, stop)
+        if not data:
+            raise OSError(f"ranged read of bytes {start}-{stop} returned nothing")
+        self.fetches += 1
+        self.bytes_fetched += len(data)
+        self._segments.append((start, data))
+        return data[: end - start]

@@ -1,0 +1,124 @@
+"""The index table: its schema and the mapping between an image record and a DynamoDB item.
+
+One module owns the table's shape so the save function, the retrieve function, bootstrap
+and the tests cannot drift apart. Items are written with the low-level client's attribute
+value format (``{"S": ...}``), mapped by hand for our fixed schema, so this stays pure and
+needs neither ``boto3.dynamodb.types`` nor Decimal.
+
+Schema decisions:
+
+* The partition key is the S3 object key (``key``), so one item per image and every write
+  can be conditional on that item's stored sequencer.
+* A delete leaves a tombstone (``status="deleted"``, an ``expires_at`` TTL) instead of
+  removing the item: a late, out-of-order create event then finds a newer sequencer and
+  cannot resurrect the image.
+* Listing uses the global secondary index ``STATUS_INDEX`` (hash ``status``, range ``key``):
+  a Query on ``status = "active"`` reads only live images, sorted by key, with ``begins_with``
+  on the key for prefixes. Tombstones and invalid images sit in other partitions of the index
+  and cost the listing nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Final, Literal
+
+Status = Literal["active", "invalid", "deleted"]
+STATUSES: Final[tuple[Status, ...]] = ("active", "invalid", "deleted")
+
+KEY_ATTRIBUTE: Final = "key"
+STATUS_ATTRIBUTE: Final = "status"
+SEQUENCER_ATTRIBUTE: Final = "sequencer"
+EXPIRY_ATTRIBUTE: Final = "expires_at"
+STATUS_INDEX: Final = "status-key-index"
+
+#: Arguments for ``create_table`` shared by bootstrap and the tests (add ``TableName``).
+TABLE_DEFINITION: Final[dict[str, Any]] = {
+    "AttributeDefinitions": [
+        {"AttributeName": KEY_ATTRIBUTE, "AttributeType": "S"},
+        {"AttributeName": STATUS_ATTRIBUTE, "AttributeType": "S"},
+    ],
+    "KeySchema": [{"AttributeName": KEY_ATTRIBUTE, "KeyType": "HASH"}],
+    "BillingMode": "PAY_PER_REQUEST",
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": STATUS_INDEX,
+            "KeySchema": [
+                {"AttributeName": STATUS_ATTRIBUTE, "KeyType": "HASH"},
+                {"AttributeName": KEY_ATTRIBUTE, "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+    ],
+}
+
+AttributeValue = dict[str, Any]
+Item = dict[str, AttributeValue]
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """What the index knows about one key. ``None`` fields are not stored."""
+
+    key: str
+    status: Status
+    sequencer: str
+    size: int | None = None
+    etag: str | None = None
+    version_id: str | None = None
+    content_type: str | None = None
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    mode: str | None = None
+    frames: int | None = None
+    taken_at: str | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    orientation: int | None = None
+    uploaded_at: str | None = None
+    indexed_at: str | None = None
+    deleted_at: str | None = None
+    reason: str | None = None
+    expires_at: int | None = None
+
+
+_INT_FIELDS: Final = frozenset({"size", "width", "height", "frames", "orientation", "expires_at"})
+
+#: Fields that describe the index's bookkeeping, not the image; not shown to API clients.
+_INTERNAL_FIELDS: Final = frozenset({"sequencer", "expires_at", "deleted_at"})
+
+
+def to_item(record: ImageRecord) -> Item:
+    """The DynamoDB item for ``record``, omitting fields that are ``None``."""
+    item: Item = {}
+    for name, value in asdict(record).items():
+        if value is None:
+            continue
+        if name in _INT_FIELDS:
+            item[name] = {"N": str(int(value))}
+        else:
+            item[name] = {"S": str(value)}
+    return item
+
+
+def from_item(item: Item) -> ImageRecord:
+    """The record stored in ``item``; unknown attributes are ignored (forward compatible)."""
+    values: dict[str, Any] = {}
+    for f in fields(ImageRecord):
+        attribute = item.get(f.name)
+        if attribute is None:
+            continue
+        if "N" in attribute:
+            values[f.name] = int(attribute["N"])
+        elif "S" in attribute:
+            values[f.name] = attribute["S"]
+    status = values.get("status")
+    if status not in STATUSES:
+        raise ValueError(f"item for {values.get('key')!r} has unknown status {status!r}")
+    return ImageRecord(**values)
+
+
+def to_public_json(record: ImageRecord) -> dict[str, Any]:
+    """The record as the retrieve API shows it: every image field, ``null`` when unknown."""
+    return {k: v for k, v in asdict(record).items() if k not in _INTERNAL_FIELDS}

@@ -1,0 +1,107 @@
+"""describe_image on in-memory files: formats, EXIF, and every kind of bad input."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from lambdas.image_metadata import ALLOWED_FORMATS, InvalidImage, describe_image
+from tests.images import (
+    SAVE_FORMATS,
+    animated_gif,
+    image_bytes,
+    jpeg_with_exif,
+    png_header_only,
+)
+
+
+def describe(data: bytes):  # type: ignore[no-untyped-def]
+    return describe_image(io.BytesIO(data), len(data))
+
+
+@pytest.mark.parametrize("fmt", sorted(SAVE_FORMATS))
+def test_every_accepted_format_is_described(fmt: str) -> None:
+    details = describe(image_bytes(fmt, size=(64, 48)))
+    assert details.format == fmt
+    assert (details.width, details.height) == (64, 48)
+    assert details.content_type == f"image/{fmt.lower()}"
+    assert details.frames == 1
+    assert details.mode == SAVE_FORMATS[fmt][0]
+
+
+def test_allow_list_covers_the_promised_formats() -> None:
+    assert {"JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"} <= set(ALLOWED_FORMATS)
+
+
+def test_animated_gif_counts_frames() -> None:
+    assert describe(animated_gif(frames=4)).frames == 4
+
+
+def test_exif_basics_are_read() -> None:
+    details = describe(jpeg_with_exif())
+    assert details.taken_at == "2026-07-14T09:30:15+02:00"
+    assert details.camera_make == "Fujifilm"
+    assert details.camera_model == "X-T5"
+    assert details.orientation == 6
+
+
+def test_exif_without_offset_and_with_unset_clock() -> None:
+    assert describe(jpeg_with_exif(offset=None)).taken_at == "2026-07-14T09:30:15"
+    assert describe(jpeg_with_exif(taken_at="0000:00:00 00:00:00")).taken_at is None
+
+
+def test_out_of_range_orientation_is_dropped() -> None:
+    assert describe(jpeg_with_exif(orientation=42)).orientation is None
+
+
+def test_image_without_exif_has_none_fields() -> None:
+    details = describe(image_bytes("PNG"))
+    assert (details.taken_at, details.camera_make, details.orientation) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty file"),
+        (b"hello, I am a text file\n" * 20, "not an image in an accepted format"),
+        (b"%PDF-1.7\n" + b"0" * 500, "not an image in an accepted format"),
+        # A broken header is indistinguishable from "some other file type" to Pillow.
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "not an image in an accepted format"),
+    ],
+)
+def test_non_images_are_refused_with_a_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(InvalidImage) as caught:
+        describe(data)
+    assert reason in caught.value.reason
+
+
+def test_format_outside_the_allow_list_is_refused() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, format="PPM")
+    with pytest.raises(InvalidImage, match="not an image in an accepted format"):
+        describe(out.getvalue())
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"])
+def test_truncated_images_are_refused(fmt: str) -> None:
+    data = image_bytes(fmt, size=(200, 150))
+    with pytest.raises(InvalidImage, match=r"truncated|corrupt"):
+        describe(data[: len(data) * 2 // 3])
+
+
+def test_jpeg_with_appended_data_is_still_an_image() -> None:
+    # Phones append a motion-photo video after the JPEG's end marker.
+    details = describe(image_bytes("JPEG") + b"\x00ftypmp42" + b"v" * 5000)
+    assert details.format == "JPEG"
+
+
+@pytest.mark.parametrize(
+    "pixels_factor",
+    [1.05, 2.5],  # inside Pillow's warning band (1x-2x its limit) and beyond it
+)
+def test_decompression_bombs_are_refused(pixels_factor: float) -> None:
+    side = int((Image.MAX_IMAGE_PIXELS * pixels_factor) ** 0.5) + 1  # type: ignore[operator]
+    with pytest.raises(InvalidImage, match="pixel limit"):
+        describe(png_header_only(side, side))

@@ -1,0 +1,424 @@
+"""The save/delete function against moto: real S3 objects, real table, real event shapes."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+from urllib.parse import quote_plus
+
+import pytest
+
+from lambdas import save_delete
+from lambdas.logs import JsonLogger
+from lambdas.records import ImageRecord, from_item
+from lambdas.save_delete import Indexer, RecordsFailed, process_event
+from tests.eventdata import load_event
+from tests.images import animated_gif, image_bytes, jpeg_with_exif, noisy_jpeg, png_header_only
+
+NOW = 1_795_000_000.0
+
+
+@pytest.fixture
+def log_lines() -> io.StringIO:
+    return io.StringIO()
+
+
+@pytest.fixture
+def indexer(
+    s3_client: Any, dynamodb_client: Any, table_name: str, log_lines: io.StringIO
+) -> Indexer:
+    return Indexer(
+        s3=s3_client,
+        dynamodb=dynamodb_client,
+        table_name=table_name,
+        clock=lambda: NOW,
+        log=JsonLogger("save_delete", stream=log_lines),
+    )
+
+
+def s3_event(
+    template: str,
+    *,
+    bucket: str,
+    key: str,
+    sequencer: str,
+    put: dict[str, Any] | None = None,
+    version_id: str | None = None,
+    size: int | None = None,
+) -> dict[str, Any]:
+    """A one-record event shaped like the fixture ``template``, for an object of this test."""
+    event = load_event(template)
+    record = event["Records"][0]
+    record["s3"]["bucket"]["name"] = bucket
+    record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
+    obj = record["s3"]["object"]
+    obj["key"] = quote_plus(key, safe="/")
+    obj["sequencer"] = sequencer
+    if put is not None:
+        obj["eTag"] = put["ETag"].strip('"')
+        version_id = version_id or put.get("VersionId")
+    if size is not None:
+        obj["size"] = size
+    if version_id:
+        obj["versionId"] = version_id
+    else:
+        obj.pop("versionId", None)
+    return event
+
+
+def stored(dynamodb_client: Any, table_name: str, key: str) -> ImageRecord | None:
+    item = dynamodb_client.get_item(TableName=table_name, Key={"key": {"S": key}}).get("Item")
+    return from_item(item) if item else None
+
+
+def upload(s3_client: Any, bucket: str, key: str, data: bytes) -> dict[str, Any]:
+    return dict(s3_client.put_object(Bucket=bucket, Key=key, Body=data))
+
+
+def created(s3_client: Any, bucket: str, key: str, data: bytes, sequencer: str) -> dict[str, Any]:
+    put = upload(s3_client, bucket, key, data)
+    return s3_event("s3_put", bucket=bucket, key=key, sequencer=sequencer, put=put, size=len(data))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode"),
+    [
+        ("JPEG", "RGB"),
+        ("PNG", "RGBA"),
+        ("GIF", "P"),
+        ("WEBP", "RGB"),
+        ("TIFF", "RGB"),
+        ("BMP", "RGB"),
+    ],
+)
+def test_every_accepted_format_is_indexed(
+    fmt: str,
+    mode: str,
+    indexer: Indexer,
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    bucket: str,
+) -> None:
+    key = f"formats/sample.{fmt.lower()}"
+    data = image_bytes(fmt, size=(120, 80))
+    assert process_event(created(s3_client, bucket, key, data, "0A"), indexer) == {"active": 1}
+    record = stored(dynamodb_client, table_name, key)
+    assert record is not None
+    assert record.status == "active"
+    assert (record.format, record.width, record.height, record.mode) == (fmt, 120, 80, mode)
+    assert record.content_type == f"image/{fmt.lower()}"
+    assert record.size == len(data)
+    assert record.frames == 1
+    assert record.etag and record.uploaded_at and record.indexed_at
+    assert record.reason is None
+
+
+def test_fixture_event_with_awkward_key_indexes_the_decoded_key(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str
+) -> None:
+    key = "photos/2026/summer holiday/beach day +1 é.jpg"
+    put = upload(s3_client, bucket, key, jpeg_with_exif())
+    event = load_event("s3_put")
+    event["Records"][0]["s3"]["object"]["eTag"] = put["ETag"].strip('"')
+    assert process_event(event, indexer) == {"active": 1}
+    record = stored(dynamodb_client, table_name, key)
+    assert record is not None
+    assert record.taken_at == "2026-07-14T09:30:15+02:00"
+    assert (record.camera_make, record.camera_model, record.orientation) == ("Fujifilm", "X-T5", 6)
+    assert record.uploaded_at == "2026-11-27T02:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "key", "data"),
+    [
+        ("s3_complete_multipart", "raw/100% crop.png", image_bytes("PNG")),
+        ("s3_copy", "copies/日本/猫.gif", animated_gif(frames=3)),
+    ],
+)
+def test_multipart_and_copy_fixtures(
+    fixture: str,
+    key: str,
+    data: bytes,
+    indexer: Indexer,
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    bucket: str,
+) -> None:
+    put = upload(s3_client, bucket, key, data)
+    event = load_event(fixture)
+    event["Records"][0]["s3"]["object"]["eTag"] = put["ETag"].strip('"')
+    assert process_event(event, indexer) == {"active": 1}
+    record = stored(dynamodb_client, table_name, key)
+    assert record is not None and record.status == "active"
+    if fixture == "s3_copy":
+        assert record.frames == 3
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"just some text, not a picture\n", "not an image"),
+        (image_bytes("JPEG", size=(300, 200))[:700], "truncated"),
+        (png_header_only(10_000, 10_000), "pixel limit"),
+        (png_header_only(20_000, 20_000), "pixel limit"),
+    ],
+    ids=["text", "truncated-jpeg", "bomb-warning-band", "bomb"],
+)
+def test_bad_images_become_invalid_items_and_the_event_succeeds(
+    data: bytes,
+    reason: str,
+    indexer: Indexer,
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    bucket: str,
+) -> None:
+    assert process_event(created(s3_client, bucket, "bad/file.jpg", data, "0B"), indexer) == {
+        "invalid": 1
+    }
+    record = stored(dynamodb_client, table_name, "bad/file.jpg")
+    assert record is not None
+    assert record.status == "invalid"
+    assert record.reason and reason in record.reason
+    assert record.size == len(data)
+
+
+def test_empty_object_is_invalid_without_reading_it(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str
+) -> None:
+    calls: list[str] = []
+    s3_client.meta.events.register("before-call.s3.GetObject", lambda **kw: calls.append("get"))
+    process_event(created(s3_client, bucket, "empty.png", b"", "0C"), indexer)
+    record = stored(dynamodb_client, table_name, "empty.png")
+    assert record is not None and record.reason == "empty file"
+    assert calls == []
+
+
+def test_large_image_is_described_from_a_few_ranged_reads(
+    indexer: Indexer,
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    bucket: str,
+    log_lines: io.StringIO,
+) -> None:
+    data = noisy_jpeg(6000, 4300, quality=100)
+    assert len(data) > 50_000_000
+    fetched: list[int] = []
+    ranges: list[str] = []
+    s3_client.meta.events.register(
+        "before-parameter-build.s3.GetObject",
+        lambda params, **kw: ranges.append(params.get("Range", "")),
+    )
+    s3_client.meta.events.register(
+        "after-call.s3.GetObject", lambda parsed, **kw: fetched.append(parsed["ContentLength"])
+    )
+    process_event(created(s3_client, bucket, "big.jpg", data, "0D"), indexer)
+    record = stored(dynamodb_client, table_name, "big.jpg")
+    assert record is not None and record.status == "active"
+    assert (record.width, record.height) == (6000, 4300)
+    assert all(r.startswith("bytes=") for r in ranges)
+    assert sum(fetched) <= len(data) // 100
+    described = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    (line,) = [d for d in described if d["message"] == "described object"]
+    assert line["bytes_read"] == sum(fetched)
+    assert line["requests"] == len(fetched) == 2  # the head, then the two-byte trailer
+
+
+def test_duplicate_delivery_is_a_no_op(
+    indexer: Indexer,
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    bucket: str,
+    log_lines: io.StringIO,
+) -> None:
+    event = created(s3_client, bucket, "dup.png", image_bytes("PNG"), "0E")
+    assert process_event(event, indexer) == {"active": 1}
+    first = stored(dynamodb_client, table_name, "dup.png")
+    assert process_event(event, indexer) == {"stale": 1}
+    assert stored(dynamodb_client, table_name, "dup.png") == first
+    assert "stale or duplicate event" in log_lines.getvalue()
+
+
+def test_create_and_delete_delivered_in_reverse(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str
+) -> None:
+    create = created(s3_client, bucket, "rev.png", image_bytes("PNG"), "0055AED6DCD90281E5")
+    s3_client.delete_object(Bucket=bucket, Key="rev.png")
+    delete = s3_event("s3_delete", bucket=bucket, key="rev.png", sequencer="0055AED6DCD90281E6")
+    assert process_event(delete, indexer) == {"deleted": 1}
+    assert process_event(create, indexer) == {"stale": 1}
+    record = stored(dynamodb_client, table_name, "rev.png")
+    assert record is not None
+    assert record.status == "deleted"
+    assert record.expires_at == int(NOW) + 7 * 86400
+
+
+def test_late_create_cannot_resurrect_even_when_its_read_races_the_delete(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str
+) -> None:
+    # The create passed its sequencer check before the tombstone landed: the conditional
+    # write is what stops it.
+    create = created(s3_client, bucket, "race.png", image_bytes("PNG"), "10")
+    record = indexer._describe(next(iter(_events(create))))  # the read half of the create
+    delete = s3_event("s3_delete", bucket=bucket, key="race.png", sequencer="11")
+    process_event(delete, indexer)
+    assert indexer._write(record) is False
+    assert stored(dynamodb_client, table_name, "race.png").status == "deleted"  # type: ignore[union-attr]
+
+
+def _events(event: dict[str, Any]) -> Any:
+    from lambdas.s3_events import object_events
+
+    return object_events(event)
+
+
+def test_delete_then_recreate(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str
+) -> None:
+    process_event(created(s3_client, bucket, "again.gif", image_bytes("GIF"), "20"), indexer)
+    s3_client.delete_object(Bucket=bucket, Key="again.gif")
+    process_event(s3_event("s3_delete", bucket=bucket, key="again.gif", sequencer="21"), indexer)
+    assert stored(dynamodb_client, table_name, "again.gif").status == "deleted"  # type: ignore[union-attr]
+    process_event(created(s3_client, bucket, "again.gif", image_bytes("BMP"), "22"), indexer)
+    record = stored(dynamodb_client, table_name, "again.gif")
+    assert record is not None
+    assert (record.status, record.format, record.expires_at) == ("active", "BMP", None)
+
+
+def test_object_already_gone_is_a_no_op(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str
+) -> None:
+    event = created(s3_client, bucket, "brief.png", image_bytes("PNG"), "30")
+    s3_client.delete_object(Bucket=bucket, Key="brief.png")
+    assert process_event(event, indexer) == {"gone": 1}
+    assert stored(dynamodb_client, table_name, "brief.png") is None
+
+
+def test_object_replaced_since_the_event_is_left_to_the_newer_event(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str
+) -> None:
+    old = created(s3_client, bucket, "swap.png", image_bytes("PNG"), "40")
+    upload(s3_client, bucket, "swap.png", image_bytes("JPEG"))
+    assert process_event(old, indexer) == {"replaced": 1}
+    assert stored(dynamodb_client, table_name, "swap.png") is None
+
+
+def test_versioned_create_reads_the_events_version(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, versioned_bucket: str
+) -> None:
+    first = created(s3_client, versioned_bucket, "v.png", image_bytes("PNG", size=(10, 10)), "50")
+    upload(s3_client, versioned_bucket, "v.png", image_bytes("JPEG", size=(20, 20)))
+    process_event(first, indexer)
+    record = stored(dynamodb_client, table_name, "v.png")
+    assert record is not None
+    assert (record.format, record.width) == ("PNG", 10)
+    assert record.version_id == first["Records"][0]["s3"]["object"]["versionId"]
+
+
+def test_delete_marker_then_recovery_by_removing_the_marker(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, versioned_bucket: str
+) -> None:
+    key = "photos/a+b=c&d.jpg"
+    process_event(created(s3_client, versioned_bucket, key, image_bytes("JPEG"), "60"), indexer)
+    marker = s3_client.delete_object(Bucket=versioned_bucket, Key=key)
+    event = load_event("s3_delete_marker")
+    event["Records"][0]["s3"]["object"]["versionId"] = marker["VersionId"]
+    event["Records"][0]["s3"]["object"]["sequencer"] = "61"
+    assert process_event(event, indexer) == {"deleted": 1}
+    assert stored(dynamodb_client, table_name, key).status == "deleted"  # type: ignore[union-attr]
+
+    # Recovering the image: permanently delete the marker; the previous version is current.
+    s3_client.delete_object(Bucket=versioned_bucket, Key=key, VersionId=marker["VersionId"])
+    removal = s3_event(
+        "s3_delete",
+        bucket=versioned_bucket,
+        key=key,
+        sequencer="62",
+        version_id=marker["VersionId"],
+    )
+    assert process_event(removal, indexer) == {"active": 1}
+    record = stored(dynamodb_client, table_name, key)
+    assert record is not None and record.status == "active" and record.format == "JPEG"
+
+
+def test_deleting_a_noncurrent_version_keeps_the_image(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, versioned_bucket: str
+) -> None:
+    old = upload(s3_client, versioned_bucket, "keep.png", image_bytes("PNG"))
+    process_event(
+        created(s3_client, versioned_bucket, "keep.png", image_bytes("GIF"), "70"), indexer
+    )
+    s3_client.delete_object(Bucket=versioned_bucket, Key="keep.png", VersionId=old["VersionId"])
+    removal = s3_event(
+        "s3_delete",
+        bucket=versioned_bucket,
+        key="keep.png",
+        sequencer="71",
+        version_id=old["VersionId"],
+    )
+    process_event(removal, indexer)
+    record = stored(dynamodb_client, table_name, "keep.png")
+    assert record is not None and (record.status, record.format) == ("active", "GIF")
+
+
+def test_test_event_is_ignored(indexer: Indexer, dynamodb_client: Any, table_name: str) -> None:
+    assert process_event(load_event("s3_test_event"), indexer) == {}
+    assert dynamodb_client.scan(TableName=table_name)["Count"] == 0
+
+
+def test_multi_record_event_handles_every_record(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str
+) -> None:
+    event = load_event("s3_multi_record")
+    for record, data in zip(
+        event["Records"][:2], [image_bytes("JPEG"), image_bytes("PNG")], strict=True
+    ):
+        key = record["s3"]["object"]["key"].replace("+", " ")
+        record["s3"]["object"]["eTag"] = upload(s3_client, bucket, key, data)["ETag"].strip('"')
+    assert process_event(event, indexer) == {"active": 2, "deleted": 1}
+    assert stored(dynamodb_client, table_name, "batch/two words.png").format == "PNG"  # type: ignore[union-attr]
+    assert stored(dynamodb_client, table_name, "batch/gone.gif").status == "deleted"  # type: ignore[union-attr]
+
+
+def test_a_malformed_record_fails_the_event_after_the_others_are_done(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str
+) -> None:
+    event = load_event("s3_multi_record")
+    event["Records"][0]["s3"]["object"]["sequencer"] = "not hex!"
+    del event["Records"][1]["s3"]["object"]["key"]
+    with pytest.raises(RecordsFailed, match="2 record"):
+        process_event(event, indexer)
+    assert stored(dynamodb_client, table_name, "batch/gone.gif").status == "deleted"  # type: ignore[union-attr]
+
+
+def test_log_lines_are_json(
+    indexer: Indexer, s3_client: Any, bucket: str, log_lines: io.StringIO
+) -> None:
+    process_event(created(s3_client, bucket, "log.png", image_bytes("PNG"), "80"), indexer)
+    lines = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    assert lines and all(line["function"] == "save_delete" for line in lines)
+    assert {"time", "level", "message"} <= set(lines[-1])
+
+
+def test_handler_builds_its_clients_lazily_and_once(
+    monkeypatch: pytest.MonkeyPatch,
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    bucket: str,
+) -> None:
+    monkeypatch.setattr(save_delete, "_clients", {})
+    monkeypatch.setenv("TABLE_NAME", table_name)
+    context = type("Context", (), {"aws_request_id": "req-1"})()
+    event = created(s3_client, bucket, "h.png", image_bytes("PNG"), "90")
+    assert save_delete.handler(event, context) == {"active": 1}
+    clients = dict(save_delete._clients)
+    assert set(clients) == {"s3", "dynamodb"}
+    save_delete.handler(load_event("s3_test_event"), context)
+    assert save_delete._clients == clients
+    assert stored(dynamodb_client, table_name, "h.png").status == "active"  # type: ignore[union-attr]
