@@ -1,0 +1,101 @@
+"""The one place imgcli makes boto3 sessions and clients.
+
+Every client imgcli uses comes from ``AwsClients.client``, so every client gets the same
+treatment: the stack's endpoint, region and profile (``None`` lets boto3 apply its standard
+chain), retry mode ``standard`` (bounded exponential backoff with jitter on throttling,
+transient and connection errors; the attempt count stays botocore's, so ``AWS_MAX_ATTEMPTS``
+and ``max_attempts`` in ``~/.aws/config`` still apply), a connection pool sized by the
+caller to its concurrency (botocore's default of 10 makes 32 upload threads queue for
+sockets), and ``imgcli/<version>`` in the user agent. A local stack also gets its fixed
+access key and path-style S3 addressing (``bucket.127.0.0.1`` does not resolve).
+
+Clients are cached per (service, pool size) for the life of one ``AwsClients``, and made
+under a lock: boto3 sessions are not thread-safe, the clients they make are.
+
+This is the only imgcli module that imports boto3 at module level, and the CLI imports it
+inside the commands that need AWS, so ``imgcli --help`` never loads botocore. No client is
+made at import time (moto's rule: mocks start before any client exists).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from imgcli import __version__
+from imgcli.config import StackSettings
+from imgcli.errors import SERVICE_ID_KEY
+
+# botocore's own default, for callers that make one request at a time.
+DEFAULT_MAX_POOL_CONNECTIONS = 10
+
+
+def client_config(settings: StackSettings, max_pool_connections: int) -> Config:
+    """The botocore configuration every imgcli client is made with."""
+    s3_options = {"addressing_style": "path"} if settings.target == "local" else None
+    return Config(
+        retries={"mode": "standard"},
+        max_pool_connections=max_pool_connections,
+        user_agent_extra=f"imgcli/{__version__}",
+        s3=s3_options,
+    )
+
+
+class AwsClients:
+    """boto3 clients for one stack, made once per (service, pool size) and then reused."""
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._session: boto3.session.Session | None = None
+        self._clients: dict[tuple[str, int], Any] = {}
+
+    @property
+    def session(self) -> boto3.session.Session:
+        """The boto3 session (for credentials, e.g. to sign API calls)."""
+        with self._lock:
+            return self._session_unlocked()
+
+    def client(
+        self, service: str, *, max_pool_connections: int = DEFAULT_MAX_POOL_CONNECTIONS
+    ) -> Any:
+        """A client for ``service``; pass the number of threads that will share it."""
+        key = (service, max_pool_connections)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._session_unlocked().client(
+                    service,
+                    endpoint_url=self.settings.endpoint_url,
+                    config=client_config(self.settings, max_pool_connections),
+                )
+                self._clients[key] = client
+            return client
+
+    def _session_unlocked(self) -> boto3.session.Session:
+        if self._session is None:
+            self._session = _new_session(self.settings)
+        return self._session
+
+
+def _new_session(settings: StackSettings) -> boto3.session.Session:
+    credentials = settings.credentials
+    session = boto3.session.Session(
+        profile_name=settings.profile,
+        region_name=settings.region,
+        aws_access_key_id=credentials.access_key_id if credentials else None,
+        aws_secret_access_key=credentials.secret_access_key if credentials else None,
+    )
+    session.events.register("after-call", _name_service_in_error)
+    return session
+
+
+def _name_service_in_error(http_response: Any, parsed: Any, model: Any, **_: Any) -> None:
+    # botocore's ClientError names the operation but not the service; the error line should
+    # say "S3 PutObject", so error responses carry the service id to imgcli.errors.
+    if http_response.status_code >= 300 and isinstance(parsed, dict):
+        metadata = parsed.setdefault("ResponseMetadata", {})
+        metadata[SERVICE_ID_KEY] = str(model.service_model.service_id)

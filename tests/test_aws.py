@@ -1,0 +1,152 @@
+"""boto3 sessions and clients from stack settings: endpoint, region, profile, retries, pool."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError, NoRegionError, ProfileNotFound
+from botocore.stub import Stubber
+
+from imgcli import __version__
+from imgcli.aws import DEFAULT_MAX_POOL_CONNECTIONS, AwsClients
+from imgcli.config import LOCAL_ACCESS_KEY, Flags, StackSettings, resolve_stack
+from imgcli.errors import ExitCode, describe_failure
+
+
+def settings(**flags: object) -> StackSettings:
+    return resolve_stack(Flags(**flags), os.environ)  # type: ignore[arg-type]
+
+
+def test_client_config_has_standard_retries_pool_and_user_agent() -> None:
+    s3 = AwsClients(settings()).client("s3", max_pool_connections=32)
+    config = s3.meta.config
+    assert config.retries["mode"] == "standard"
+    assert config.max_pool_connections == 32
+    assert config.user_agent_extra == f"imgcli/{__version__}"
+
+
+def test_default_pool_size_is_botocores() -> None:
+    s3 = AwsClients(settings()).client("s3")
+    assert s3.meta.config.max_pool_connections == DEFAULT_MAX_POOL_CONNECTIONS == 10
+
+
+def test_local_stack_client_uses_the_local_cloud() -> None:
+    clients = AwsClients(settings())
+    s3 = clients.client("s3")
+    assert s3.meta.endpoint_url == "http://127.0.0.1:4599"
+    assert s3.meta.region_name == "us-east-1"
+    # bucket.127.0.0.1 does not resolve: the local cloud needs path-style S3 URLs.
+    assert s3.meta.config.s3["addressing_style"] == "path"
+    # The local cloud's own key, not whatever AWS credentials the environment holds.
+    credentials = clients.session.get_credentials()
+    assert credentials.access_key == LOCAL_ACCESS_KEY.access_key_id
+
+
+def test_configured_endpoint_and_region_are_used() -> None:
+    dynamodb = AwsClients(
+        settings(target="aws", endpoint_url="http://example.test:8000", region="eu-west-1")
+    ).client("dynamodb")
+    assert dynamodb.meta.endpoint_url == "http://example.test:8000"
+    assert dynamodb.meta.region_name == "eu-west-1"
+
+
+def test_clients_are_cached_per_service_and_pool_size() -> None:
+    clients = AwsClients(settings())
+    assert clients.client("s3") is clients.client("s3")
+    assert clients.client("s3", max_pool_connections=32) is clients.client(
+        "s3", max_pool_connections=32
+    )
+    assert clients.client("s3", max_pool_connections=32) is not clients.client("s3")
+    assert clients.client("dynamodb") is not clients.client("s3")
+    assert AwsClients(clients.settings).client("s3") is not clients.client("s3")
+
+
+def test_concurrent_callers_share_one_client() -> None:
+    clients = AwsClients(settings())
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        made = list(pool.map(lambda _: clients.client("s3", max_pool_connections=8), range(16)))
+    assert all(client is made[0] for client in made)
+
+
+def test_aws_endpoint_url_is_honoured_when_none_is_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://from-aws-env.test:4566")
+    aws = settings(target="aws")
+    assert aws.endpoint_url is None
+    assert AwsClients(aws).client("s3").meta.endpoint_url == "http://from-aws-env.test:4566"
+
+
+def test_aws_target_without_endpoint_uses_the_real_aws_endpoint() -> None:
+    s3 = AwsClients(settings(target="aws")).client("s3")
+    assert s3.meta.endpoint_url == "https://s3.amazonaws.com"
+
+
+def write_profile(name: str, region: str) -> None:
+    with Path(os.environ["AWS_CONFIG_FILE"]).open("a") as config:
+        config.write(f"[profile {name}]\nregion = {region}\n")
+
+
+def test_aws_profile_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    write_profile("work", "eu-west-2")
+    monkeypatch.setenv("AWS_PROFILE", "work")
+    # Environment regions would beat the profile's: take them away to see the profile.
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    clients = AwsClients(settings(target="aws"))
+    assert clients.session.profile_name == "work"
+    assert clients.client("s3").meta.region_name == "eu-west-2"
+
+
+def test_settings_profile_beats_aws_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    write_profile("work", "eu-west-2")
+    write_profile("home", "ap-southeast-2")
+    monkeypatch.setenv("AWS_PROFILE", "work")
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    clients = AwsClients(settings(target="aws", profile="home"))
+    assert clients.session.profile_name == "home"
+    assert clients.client("s3").meta.region_name == "ap-southeast-2"
+
+
+def test_unknown_profile_is_an_auth_failure() -> None:
+    with pytest.raises(ProfileNotFound) as raised:
+        AwsClients(settings(target="aws", profile="missing")).client("s3")
+    assert describe_failure(raised.value).exit_code == ExitCode.AUTH
+
+
+def test_no_region_anywhere_is_a_usage_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    with pytest.raises(NoRegionError) as raised:
+        AwsClients(settings(target="aws")).client("dynamodb")
+    assert describe_failure(raised.value).exit_code == ExitCode.USAGE
+
+
+def test_client_errors_name_the_service() -> None:
+    s3 = AwsClients(settings()).client("s3")
+    with Stubber(s3) as stubber:
+        stubber.add_client_error(
+            "put_object",
+            service_error_code="NoSuchBucket",
+            service_message="The specified bucket does not exist",
+            http_status_code=404,
+        )
+        with pytest.raises(ClientError) as raised:
+            s3.put_object(Bucket="missing", Key="a.jpg", Body=b"x")
+    failure = describe_failure(raised.value)
+    assert failure.exit_code == ExitCode.REMOTE
+    assert failure.message == (
+        "S3 PutObject failed (NoSuchBucket): The specified bucket does not exist"
+    )
+
+
+def test_successful_responses_are_untouched() -> None:
+    s3 = AwsClients(settings()).client("s3")
+    with Stubber(s3) as stubber:
+        stubber.add_response("list_buckets", {"Buckets": []})
+        response = s3.list_buckets()
+    assert "ImgcliServiceId" not in response.get("ResponseMetadata", {})
