@@ -119,6 +119,11 @@ def from_item(item: Item) -> ImageRecord:
     return ImageRecord(**values)
 
 
+def is_expired(record: ImageRecord, now: int) -> bool:
+    """True once ``expires_at`` has passed: DynamoDB's TTL removes such items days late."""
+    return record.expires_at is not None and record.expires_at <= now
+
+
 def to_public_json(record: ImageRecord) -> dict[str, Any]:
     """The record as the retrieve API shows it: every image field, ``null`` when unknown."""
     return {k: v for k, v in asdict(record).items() if k not in _INTERNAL_FIELDS}
