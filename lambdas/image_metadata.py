@@ -1,20 +1,27 @@
-"""What an image is, read from a file object with Pillow, safely and without decoding it.
+"""What an image is, read from a file object with Pillow: safely, and reading little.
 
 The save function calls ``describe_image`` on a ``RangedReader`` over the S3 object, so
-every byte Pillow touches is a byte fetched; the checks are ordered to touch as few as
-possible:
+every byte Pillow touches is a byte fetched. The checks, in order:
 
 1. ``Image.open`` restricted to ``ALLOWED_FORMATS`` parses headers only. Anything else is
    "not an image we accept", never a guess by file name.
-2. The pixel limit: Pillow raises ``DecompressionBombError`` above twice
+2. The pixel limit, for every frame: Pillow raises ``DecompressionBombError`` above twice
    ``Image.MAX_IMAGE_PIXELS`` and only *warns* between 1x and 2x. That warning band is an
-   attack too, so it is refused here, by an explicit count rather than by trusting the global
-   warnings filter (which other threads may change).
-3. Completeness: a truncated upload must not be indexed as a good image. For JPEG, PNG and
-   GIF the last bytes are a fixed trailer (EOI, IEND, 0x3B), so a few tail bytes prove the
-   end arrived. When the trailer is absent (truncated, or legitimately followed by extra data
-   such as a phone's appended motion-photo video) and for every other format, the image is
-   decoded in full (``load``), which reads the whole object once.
+   attack too. Opening happens with the warning turned into an error (the functions are
+   single-threaded; ``catch_warnings`` is not thread-safe), and an explicit count backs it
+   up for every frame (a multi-page TIFF can hide a huge second page).
+3. Completeness and integrity. An object up to ``FULL_DECODE_BYTES`` is decoded in full
+   (``load`` on every frame): that is where PNG's CRCs and zlib checksums and the GIF and
+   WebP decoders catch a damaged body, and it costs one GET and a few milliseconds. A
+   bigger object is not decoded, so a 50 MB photo costs kilobytes: JPEG and PNG end with a
+   fixed trailer (EOI, IEND), and a few tail bytes prove the end arrived. When that
+   trailer is missing (truncated, or legitimately followed by extra data such as a phone's
+   appended motion-photo video), and for formats without one, the image is decoded after
+   all.
+
+Known limit: JPEG and uncompressed TIFF carry no checksums, and libjpeg conceals damaged
+scan data rather than failing, so a JPEG whose middle is garbled but whose structure is
+intact is indexed as an image (every viewer would display it too). Truncation is caught.
 
 Failures become ``InvalidImage`` with a short reason for the index; nothing here retries.
 EXIF is a bonus: unreadable EXIF gives ``None`` fields, not an invalid image.
@@ -44,11 +51,15 @@ CONTENT_TYPES: Final = {
     "BMP": "image/bmp",
 }
 
+#: Objects up to this size are decoded in full (see the module docstring).
+FULL_DECODE_BYTES: Final = 16 * 1024 * 1024
+
+# Fixed last bytes that prove the end of the file arrived. GIF's trailer, a single 0x3B,
+# also occurs inside its compressed data, so it proves nothing and GIF is always decoded.
 _TRAILERS: Final = {
     "JPEG": b"\xff\xd9",
     "MPO": b"\xff\xd9",
     "PNG": b"\x00\x00\x00\x00IEND\xaeB`\x82",
-    "GIF": b"\x3b",
 }
 
 _EXIF_TEXT_LIMIT: Final = 128
@@ -93,8 +104,14 @@ def pixel_limit() -> int:
     return int(Image.MAX_IMAGE_PIXELS or 0)
 
 
-def describe_image(stream: IO[bytes], size: int) -> ImageDetails:
-    """Details of the ``size``-byte image in ``stream``, or ``InvalidImage`` saying why not."""
+def describe_image(
+    stream: IO[bytes], size: int, *, full_decode_bytes: int = FULL_DECODE_BYTES
+) -> ImageDetails:
+    """Details of the ``size``-byte image in ``stream``, or ``InvalidImage`` saying why not.
+
+    Objects up to ``full_decode_bytes`` are decoded in full; larger ones only when their
+    trailer does not prove them complete.
+    """
     if size <= 0:
         raise InvalidImage("empty file")
     try:
@@ -111,18 +128,19 @@ def describe_image(stream: IO[bytes], size: int) -> ImageDetails:
         raise InvalidImage(f"corrupt image: {_short(exc)}") from None
 
     with image:
-        fmt = str(image.format)
-        width, height = image.size
-        limit = pixel_limit()
-        if limit and width * height > limit:
-            raise InvalidImage(
-                f"over the pixel limit: {width}x{height} = {width * height} pixels > {limit}"
-            )
-        if width <= 0 or height <= 0:
-            raise InvalidImage(f"corrupt image: {width}x{height} pixels")
+        # Read before seeking: later GIF frames open in another mode.
+        fmt, mode, (width, height) = str(image.format), image.mode, image.size
         try:
             frames = int(getattr(image, "n_frames", 1))
-            _check_complete(image, stream, size, fmt)
+            # A big object whose trailer proves it complete is not decoded.
+            decode = size <= full_decode_bytes or not _has_trailer(stream, size, fmt)
+            for frame in range(frames):
+                image.seek(frame)
+                _check_pixels(*image.size)
+                if decode:
+                    # Every frame: counting frames skips a truncated last one silently.
+                    image.load()
+            image.seek(0)
         except _PARSE_ERRORS as exc:
             raise InvalidImage(f"truncated or corrupt image: {_short(exc)}") from None
         exif = _exif_basics(image, fmt)
@@ -131,7 +149,7 @@ def describe_image(stream: IO[bytes], size: int) -> ImageDetails:
             content_type=CONTENT_TYPES[fmt],
             width=width,
             height=height,
-            mode=image.mode,
+            mode=mode,
             frames=frames,
             **exif,
         )
@@ -142,15 +160,22 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _check_complete(image: Image.Image, stream: IO[bytes], size: int, fmt: str) -> None:
+def _check_pixels(width: int, height: int) -> None:
+    limit = pixel_limit()
+    if limit and width * height > limit:
+        raise InvalidImage(
+            f"over the pixel limit: {width}x{height} = {width * height} pixels > {limit}"
+        )
+    if width <= 0 or height <= 0:
+        raise InvalidImage(f"corrupt image: {width}x{height} pixels")
+
+
+def _has_trailer(stream: IO[bytes], size: int, fmt: str) -> bool:
     trailer = _TRAILERS.get(fmt)
-    if trailer is not None and size >= len(trailer):
-        stream.seek(size - len(trailer))
-        if stream.read(len(trailer)) == trailer:
-            return
-    # No proof from the trailer: decode everything once (Pillow raises on a short file).
-    image.seek(0)
-    image.load()
+    if trailer is None or size < len(trailer):
+        return False
+    stream.seek(size - len(trailer))
+    return stream.read(len(trailer)) == trailer
 
 
 def _exif_basics(image: Image.Image, fmt: str) -> ExifBasics:

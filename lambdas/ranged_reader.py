@@ -9,6 +9,10 @@ Each miss fetches at least as many bytes as have been fetched so far (and at lea
 ``min_fetch``), so a reader that walks the whole object costs O(log size) requests, and one
 that needs the head and a few tail bytes costs two or three. The fetch function is injected
 (``fetch(start, end_inclusive) -> bytes``), so this module knows nothing about S3 or boto3.
+
+A failing fetch (a timeout, a 5xx, the object vanishing) surfaces as ``FetchFailed``, which
+is deliberately not an ``OSError``: image parsers treat ``OSError`` as "broken file", and a
+network hiccup must never be recorded as a broken image.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from typing import Final
 Fetch = Callable[[int, int], bytes]
 
 DEFAULT_MIN_FETCH: Final = 64 * 1024
+
+
+class FetchFailed(Exception):
+    """Reading a range failed; the cause is chained. Not an image problem: retry later."""
 
 
 class RangedReader(io.RawIOBase):
@@ -105,9 +113,12 @@ class RangedReader(io.RawIOBase):
     def _fetch_from(self, start: int, end: int) -> bytes:
         length = max(end - start, self._min_fetch, self.bytes_fetched)
         stop = min(start + length, self._size) - 1
-        data = self._fetch(start, stop)
+        try:
+            data = self._fetch(start, stop)
+        except Exception as exc:
+            raise FetchFailed(f"reading bytes {start}-{stop} failed: {exc}") from exc
         if not data:
-            raise OSError(f"ranged read of bytes {start}-{stop} returned nothing")
+            raise FetchFailed(f"reading bytes {start}-{stop} returned nothing")
         self.fetches += 1
         self.bytes_fetched += len(data)
         self._segments.append((start, data))

@@ -16,6 +16,11 @@ Schema decisions:
   a Query on ``status = "active"`` reads only live images, sorted by key, with ``begins_with``
   on the key for prefixes. Tombstones and invalid images sit in other partitions of the index
   and cost the listing nothing.
+* Known limit: all active images share one partition of that index. A GSI partition
+  takes roughly 1,000 writes per second, so indexing faster than that for long would
+  throttle the index and, by back-pressure, the table. A gallery fed by people and scripts
+  stays far below it; sharding the status (``active#0..N``) would lift the limit at the
+  cost of merging N sorted listings per page, which is not worth it yet.
 """
 
 from __future__ import annotations

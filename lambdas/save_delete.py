@@ -11,8 +11,11 @@ when repeated or reordered:
 * A created object is read back pinned to the event's version (``VersionId``) or, in an
   unversioned bucket, to its ETag (``If-Match``): if it was deleted (404) or replaced (412)
   since, a later event describes what is there now, so this one is a logged no-op.
-* The image is read through a ``RangedReader``: the first request asks for the head only,
-  and Pillow pulls further ranges only when it needs them (see ``image_metadata``).
+* The image is read through a ``RangedReader``. An object small enough to be decoded in
+  full (``image_metadata.FULL_DECODE_BYTES``) is fetched with one GET; for a bigger one the
+  first request asks for the head only, and Pillow pulls further ranges only when it
+  needs them (see ``image_metadata``). A read that fails (timeout, 5xx) fails the record,
+  never marks the image invalid.
 * A bad image (not an accepted format, corrupt, truncated, a decompression bomb) is stored
   with ``status="invalid"`` and a reason, and the event succeeds: retrying cannot fix it.
 * A removal writes a tombstone (``status="deleted"``, an ``expires_at`` TTL) rather than
@@ -26,7 +29,10 @@ when repeated or reordered:
   the on-failure destination see it. Retrying is safe because every write is conditional.
 
 The function only reads S3 (``GetObject``, ``HeadObject``): it never writes there, so it
-cannot trigger itself. Clients are created once per warm runtime, on first use.
+cannot trigger itself. Its role needs ``s3:GetObject`` and ``s3:GetObjectVersion`` on the
+bucket's objects and ``s3:ListBucket`` on the bucket: without ``ListBucket`` S3 answers a
+missing key with 403 instead of 404, and a vanished object would look like a permission
+failure. Clients are created once per warm runtime, on first use.
 """
 
 from __future__ import annotations
@@ -39,12 +45,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import IO, Any, Final, cast
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas import sequencer as sequencers
-from lambdas.image_metadata import InvalidImage, describe_image
+from lambdas.image_metadata import FULL_DECODE_BYTES, InvalidImage, describe_image
 from lambdas.logs import JsonLogger
-from lambdas.ranged_reader import DEFAULT_MIN_FETCH, RangedReader
+from lambdas.ranged_reader import DEFAULT_MIN_FETCH, FetchFailed, RangedReader
 from lambdas.records import (
     KEY_ATTRIBUTE,
     SEQUENCER_ATTRIBUTE,
@@ -76,6 +82,7 @@ class Indexer:
     dynamodb: Any
     table_name: str
     tombstone_days: int = DEFAULT_TOMBSTONE_DAYS
+    full_decode_bytes: int = FULL_DECODE_BYTES
     clock: Callable[[], float] = time.time
     log: JsonLogger = logger
 
@@ -93,7 +100,7 @@ class Indexer:
             return "stale"
         try:
             record = self._describe(event)
-        except ClientError as exc:
+        except (ClientError, FetchFailed) as exc:
             code = _error_code(exc)
             if code in _GONE_CODES:
                 return "gone"
@@ -180,14 +187,18 @@ class Indexer:
             body: bytes = self.s3.get_object(**pin, Range=f"bytes={start}-{end}")["Body"].read()
             return body
 
-        first = self.s3.get_object(**pin, Range=f"bytes=0-{HEAD_BYTES - 1}")
+        small = event.size is not None and event.size <= self.full_decode_bytes
+        first_bytes = event.size if small and event.size else HEAD_BYTES
+        first = self.s3.get_object(**pin, Range=f"bytes=0-{first_bytes - 1}")
         head = first["Body"].read()
         size = _total_size(first, fallback=len(head))
         base = replace(base, size=size, content_type=first.get("ContentType"))
         reader = RangedReader(fetch, size, initial=head)
         try:
             # RawIOBase is a binary file in all but typeshed's class hierarchy.
-            details = describe_image(cast(IO[bytes], reader), size)
+            details = describe_image(
+                cast(IO[bytes], reader), size, full_decode_bytes=self.full_decode_bytes
+            )
         except InvalidImage as exc:
             record = replace(base, reason=exc.reason)
         else:
@@ -246,7 +257,7 @@ def process_event(event: Mapping[str, Any], indexer: Indexer) -> dict[str, int]:
             continue
         try:
             outcome = indexer.apply(item)
-        except (ClientError, sequencers.InvalidSequencer) as exc:
+        except (ClientError, BotoCoreError, FetchFailed, sequencers.InvalidSequencer) as exc:
             indexer.log.error("record failed", key=item.key, error=str(exc))
             failures.append(f"{item.key}: {exc}")
             continue
@@ -285,8 +296,12 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, int]:
     return process_event(event, indexer)
 
 
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
+def _error_code(exc: Exception) -> str:
+    """The AWS error code of ``exc``, or of the ``ClientError`` a failed ranged read wraps."""
+    cause = exc.__cause__ if isinstance(exc, FetchFailed) else exc
+    if isinstance(cause, ClientError):
+        return str(cause.response.get("Error", {}).get("Code", ""))
+    return ""
 
 
 def _iso(timestamp: float) -> str:

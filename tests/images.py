@@ -33,9 +33,18 @@ def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), **save: obj
     return out.getvalue()
 
 
-def animated_gif(frames: int = 3, size: tuple[int, int] = (32, 32)) -> bytes:
-    # Distinct content per frame: Pillow merges identical consecutive frames when saving.
-    images = [Image.new("L", size, color=40 * i).convert("P") for i in range(frames)]
+def animated_gif(
+    frames: int = 3, size: tuple[int, int] = (32, 32), *, noise: bool = False
+) -> bytes:
+    """Frames of distinct content (Pillow merges identical consecutive frames when saving);
+    with ``noise``, random pixels, so the compressed data holds every byte value."""
+
+    def frame(index: int) -> Image.Image:
+        if noise:
+            return Image.frombytes("L", size, os.urandom(size[0] * size[1])).convert("P")
+        return Image.new("L", size, color=40 * index).convert("P")
+
+    images = [frame(i) for i in range(frames)]
     out = io.BytesIO()
     images[0].save(out, format="GIF", save_all=True, append_images=images[1:], duration=50)
     return out.getvalue()
@@ -79,3 +88,20 @@ def noisy_jpeg(width: int, height: int, quality: int = 95) -> bytes:
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=quality)
     return out.getvalue()
+
+
+def multipage_tiff(*sizes: tuple[int, int]) -> bytes:
+    """A TIFF with one bilevel page per size; group4 keeps even huge blank pages tiny."""
+    pages = [Image.new("1", size, color=1) for size in sizes]
+    out = io.BytesIO()
+    pages[0].save(out, format="TIFF", save_all=True, append_images=pages[1:], compression="group4")
+    return out.getvalue()
+
+
+def damaged_middle(data: bytes, length: int = 64) -> bytes:
+    """``data`` with ``length`` bytes in its middle flipped; header and trailer intact."""
+    damaged = bytearray(data)
+    middle = len(damaged) // 2
+    for index in range(middle, middle + length):
+        damaged[index] ^= 0x5A
+    return bytes(damaged)

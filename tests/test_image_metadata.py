@@ -8,11 +8,15 @@ import pytest
 from PIL import Image
 
 from lambdas.image_metadata import ALLOWED_FORMATS, InvalidImage, describe_image
+from lambdas.ranged_reader import FetchFailed, RangedReader
 from tests.images import (
     SAVE_FORMATS,
     animated_gif,
+    damaged_middle,
     image_bytes,
     jpeg_with_exif,
+    multipage_tiff,
+    noisy_jpeg,
     png_header_only,
 )
 
@@ -105,3 +109,64 @@ def test_decompression_bombs_are_refused(pixels_factor: float) -> None:
     side = int((Image.MAX_IMAGE_PIXELS * pixels_factor) ** 0.5) + 1  # type: ignore[operator]
     with pytest.raises(InvalidImage, match="pixel limit"):
         describe(png_header_only(side, side))
+
+
+def describe_as_big_object(data: bytes):  # type: ignore[no-untyped-def]
+    """As the save function describes an object too big to decode in full."""
+    return describe_image(io.BytesIO(data), len(data), full_decode_bytes=0)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "GIF", "WEBP"])
+def test_damaged_body_with_intact_header_and_trailer_is_refused(fmt: str) -> None:
+    data = image_bytes(fmt, size=(300, 200))
+    with pytest.raises(InvalidImage, match="corrupt"):
+        describe(damaged_middle(data))
+
+
+def test_gif_cut_just_after_a_0x3b_byte_is_refused() -> None:
+    # 0x3B is GIF's trailer, but it also occurs inside the compressed frame data.
+    data = animated_gif(frames=3, size=(120, 120), noise=True)
+    cut = next(i for i in range(len(data) // 2, len(data) - 1) if data[i] == 0x3B) + 1
+    with pytest.raises(InvalidImage, match=r"truncated|corrupt"):
+        describe(data[:cut])
+
+
+def test_a_huge_later_page_is_a_decompression_bomb() -> None:
+    with pytest.raises(InvalidImage, match="pixel limit"):
+        describe(multipage_tiff((10, 10), (12_000, 12_000)))
+
+
+def test_multipage_tiff_within_limits_counts_its_pages() -> None:
+    assert describe(multipage_tiff((10, 10), (20, 30), (5, 5))).frames == 3
+
+
+def test_big_objects_with_a_trailer_are_not_decoded() -> None:
+    data = noisy_jpeg(400, 300)
+    reads: list[tuple[int, int]] = []
+
+    def fetch(start: int, end: int) -> bytes:
+        reads.append((start, end))
+        return data[start : end + 1]
+
+    reader = RangedReader(fetch, len(data), initial=data[:4096], min_fetch=4096)
+    details = describe_image(reader, len(data), full_decode_bytes=0)  # type: ignore[arg-type]
+    assert (details.width, details.height) == (400, 300)
+    assert reads == [(len(data) - 2, len(data) - 1)]
+
+
+def test_big_objects_without_their_trailer_are_decoded() -> None:
+    data = image_bytes("JPEG", size=(300, 200))
+    assert describe_as_big_object(data + b"\x00ftypmp42" + b"v" * 5000).format == "JPEG"
+    with pytest.raises(InvalidImage, match="truncated"):
+        describe_as_big_object(data[: len(data) * 2 // 3])
+
+
+def test_a_failed_read_is_not_an_invalid_image() -> None:
+    data = image_bytes("PNG", size=(300, 200))
+
+    def fetch(start: int, end: int) -> bytes:
+        raise TimeoutError("read timed out")
+
+    reader = RangedReader(fetch, len(data), initial=data[:100])
+    with pytest.raises(FetchFailed):
+        describe_image(reader, len(data))  # type: ignore[arg-type]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lambdas.ranged_reader import RangedReader
+from lambdas.ranged_reader import FetchFailed, RangedReader
 
 
 class RecordingStore:
@@ -74,9 +75,23 @@ def test_head_and_tail_cost_two_small_requests() -> None:
 
 def test_an_empty_fetch_is_an_error_not_a_loop() -> None:
     reader = RangedReader(lambda start, end: b"", 100)
-    try:
+    with pytest.raises(FetchFailed, match="returned nothing"):
         reader.read(10)
-    except OSError as exc:
-        assert "returned nothing" in str(exc)
-    else:
-        raise AssertionError("expected OSError")
+
+
+def test_a_failing_fetch_is_not_an_oserror() -> None:
+    # Image parsers read OSError as "broken file"; a timeout must not look like one.
+    def fetch(start: int, end: int) -> bytes:
+        raise TimeoutError("read timed out")
+
+    reader = RangedReader(fetch, 100)
+    with pytest.raises(FetchFailed) as caught:
+        reader.read(10)
+    assert not isinstance(caught.value, OSError)
+    assert isinstance(caught.value.__cause__, TimeoutError)
+
+
+def test_negative_seek_is_refused() -> None:
+    reader = RangedReader(lambda start, end: b"x", 1)
+    with pytest.raises(OSError, match="negative"):
+        reader.seek(-5)

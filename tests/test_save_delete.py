@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -14,7 +15,14 @@ from lambdas.logs import JsonLogger
 from lambdas.records import ImageRecord, from_item
 from lambdas.save_delete import Indexer, RecordsFailed, process_event
 from tests.eventdata import load_event
-from tests.images import animated_gif, image_bytes, jpeg_with_exif, noisy_jpeg, png_header_only
+from tests.images import (
+    animated_gif,
+    damaged_middle,
+    image_bytes,
+    jpeg_with_exif,
+    noisy_jpeg,
+    png_header_only,
+)
 
 NOW = 1_795_000_000.0
 
@@ -422,3 +430,59 @@ def test_handler_builds_its_clients_lazily_and_once(
     save_delete.handler(load_event("s3_test_event"), context)
     assert save_delete._clients == clients
     assert stored(dynamodb_client, table_name, "h.png").status == "active"  # type: ignore[union-attr]
+
+
+def test_small_objects_are_read_with_one_get_and_decoded(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str
+) -> None:
+    ranges: list[str] = []
+    s3_client.meta.events.register(
+        "before-parameter-build.s3.GetObject",
+        lambda params, **kw: ranges.append(params.get("Range", "")),
+    )
+    data = damaged_middle(image_bytes("PNG", size=(300, 200)))
+    assert process_event(created(s3_client, bucket, "dmg.png", data, "A0"), indexer) == {
+        "invalid": 1
+    }
+    assert ranges == [f"bytes=0-{len(data) - 1}"]
+    assert "corrupt" in (stored(dynamodb_client, table_name, "dmg.png").reason or "")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("failing_call", [1, 2], ids=["first-read", "later-read"])
+def test_a_read_timeout_fails_the_record_and_a_retry_indexes_it(
+    failing_call: int,
+    indexer: Indexer,
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    bucket: str,
+) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    big_object_indexer = replace(indexer, full_decode_bytes=0)  # head first, then the tail
+    data = noisy_jpeg(400, 400)
+    assert len(data) > 65536  # so there is a second, tail read
+    event = created(s3_client, bucket, "slow.jpg", data, "B0")
+    calls: list[int] = []
+
+    def time_out_once(**kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == failing_call:
+            raise ReadTimeoutError(endpoint_url="https://s3.amazonaws.com/slow.jpg")
+
+    s3_client.meta.events.register("before-call.s3.GetObject", time_out_once)
+    with pytest.raises(RecordsFailed, match=r"slow\.jpg"):
+        process_event(event, big_object_indexer)
+    assert stored(dynamodb_client, table_name, "slow.jpg") is None
+
+    assert process_event(event, big_object_indexer) == {"active": 1}  # Lambda's retry
+    assert stored(dynamodb_client, table_name, "slow.jpg").status == "active"  # type: ignore[union-attr]
+
+
+def test_other_event_types_are_ignored(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str
+) -> None:
+    event = created(s3_client, bucket, "tagged.png", image_bytes("PNG"), "C0")
+    event["Records"][0]["eventName"] = "ObjectTagging:Put"
+    assert process_event(event, indexer) == {"ignored": 1}
+    assert stored(dynamodb_client, table_name, "tagged.png") is None
