@@ -81,12 +81,14 @@ def reports_failures(command: Callable[P, R]) -> Callable[P, R]:
     def run_command(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        # Typer's own signals, and a closed pipe (`imgcli list | head`), which Typer
-        # already ends quietly.
-        except (typer.Exit, typer.Abort, BrokenPipeError):
+        # Typer's exit signal, and a closed pipe (`imgcli list | head`), which Typer
+        # already ends quietly. typer.Abort (a prompt's Ctrl-C) is mapped below: Typer would
+        # print "Aborted!" and exit 1, which here means "some items failed".
+        except (typer.Exit, BrokenPipeError):
             raise
         except (Exception, KeyboardInterrupt) as exc:
-            failure = describe_failure(exc)
+            interrupted = isinstance(exc, typer.Abort)  # a prompt's Ctrl-C or end of input
+            failure = describe_failure(KeyboardInterrupt() if interrupted else exc)
             _output_for(kwargs).failure(failure, cause=exc)
             raise typer.Exit(int(failure.exit_code)) from exc
 
@@ -155,6 +157,11 @@ def show_config(ctx: typer.Context) -> None:
     """
     run = invocation(ctx)
     settings = run.settings
+    if settings.known_stacks and not settings.in_config_file:
+        run.output.warning(
+            f"stack '{settings.name}' is not in {settings.config_file} (it defines "
+            f"{', '.join(settings.known_stacks)}); showing defaults"
+        )
     rows = settings.describe()
     run.output.document(
         {name: {"value": value, "source": source} for name, value, source in rows},

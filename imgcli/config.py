@@ -97,7 +97,14 @@ class StackSettings:
     config_file: Path
     # The stack table's other keys (bucket, table, api_url, ... written by bootstrap).
     records: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # Every stack the config file defines, so a mistyped --stack can be pointed out.
+    known_stacks: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def in_config_file(self) -> bool:
+        """False for a stack the file does not define (yet): settings are all defaults."""
+        return self.name in self.known_stacks
 
     def record(self, key: str) -> Any:
         """A value bootstrap recorded for this stack; a missing one means no stack yet."""
@@ -280,6 +287,7 @@ def resolve_stack(flags: Flags, environ: Mapping[str, str]) -> StackSettings:
         credentials=LOCAL_ACCESS_KEY if local else None,
         config_file=path,
         records=MappingProxyType({k: v for k, v in entry.items() if k not in SETTING_KEYS}),
+        known_stacks=tuple(sorted(file.stacks)),
         sources=MappingProxyType(sources),
     )
 

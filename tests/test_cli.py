@@ -240,6 +240,12 @@ def test_ctrl_c_exits_130() -> None:
     assert result.stderr == "error: interrupted\n"
 
 
+def test_an_aborted_prompt_exits_130_not_1() -> None:
+    result = invoke("try", target=raising(typer.Abort()))
+    assert result.exit_code == 130
+    assert result.stderr == "error: interrupted\n"
+
+
 def test_without_verbose_a_failure_is_one_line() -> None:
     result = invoke("try", target=raising(RuntimeError("oops")))
     assert result.stderr.count("\n") == 1
@@ -344,3 +350,13 @@ def test_python_dash_m_runs_the_cli() -> None:
         check=True,
     )
     assert result.stdout == f"imgcli {__version__}\n"
+
+
+def test_config_warns_about_a_stack_the_file_does_not_define(config_file: Path) -> None:
+    config_file.write_text('[stacks.prod]\ntarget = "aws"\nregion = "eu-west-1"\n')
+    result = invoke("--stack", "prdo", "config")
+    assert result.exit_code == 0
+    assert "stack 'prdo' is not in" in result.stderr
+    assert "defines prod" in result.stderr
+    known = invoke("--stack", "prod", "config")
+    assert known.exit_code == 0 and known.stderr == ""
