@@ -1,0 +1,114 @@
+"""The IAM and bucket policy documents of a stack: least privilege, written out in full.
+
+Each function's role allows exactly the actions its code calls, on exactly its resources:
+
+* save/delete reads images (``s3:GetObject``, ``s3:GetObjectVersion``: events name
+  versions) and needs ``s3:ListBucket`` so that a vanished key answers 404, not 403. It
+  writes items (``dynamodb:GetItem``, ``dynamodb:PutItem`` on the table). It has no S3
+  write or delete action, so it can never trigger itself. Lambda's on-failure destination
+  sends with the function's role, hence ``sqs:SendMessage`` on the stack's queue.
+* retrieve reads the table and its index (``dynamodb:GetItem``, ``dynamodb:Query``).
+* Both write logs into their own log group only. Bootstrap creates the group (with a
+  retention period), so ``logs:CreateLogGroup`` is not granted at all.
+
+No statement uses a ``*`` action, and no resource is ``*``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from infra.names import StackNames
+
+Document = dict[str, Any]
+
+VERSION: Final = "2012-10-17"
+
+
+def lambda_trust_policy(names: StackNames) -> Document:
+    """Lets Lambda assume the role, only on behalf of functions in this account."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": names.account}},
+            }
+        ],
+    }
+
+
+def _logs_statement(names: StackNames, function: str) -> Document:
+    return {
+        "Sid": "WriteOwnLogs",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": f"{names.log_group_arn(function)}:*",
+    }
+
+
+def save_function_policy(names: StackNames) -> Document:
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "ReadImages",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                "Resource": f"{names.bucket_arn}/*",
+            },
+            {
+                "Sid": "MissingKeysAre404",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": names.bucket_arn,
+            },
+            {
+                "Sid": "WriteIndex",
+                "Effect": "Allow",
+                "Action": ["dynamodb:GetItem", "dynamodb:PutItem"],
+                "Resource": names.table_arn,
+            },
+            {
+                "Sid": "ReportFailedEvents",
+                "Effect": "Allow",
+                "Action": "sqs:SendMessage",
+                "Resource": names.failure_queue_arn,
+            },
+            _logs_statement(names, names.save_function),
+        ],
+    }
+
+
+def retrieve_function_policy(names: StackNames) -> Document:
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "ReadIndex",
+                "Effect": "Allow",
+                "Action": ["dynamodb:GetItem", "dynamodb:Query"],
+                "Resource": [names.table_arn, f"{names.table_arn}/index/*"],
+            },
+            _logs_statement(names, names.retrieve_function),
+        ],
+    }
+
+
+def bucket_policy(names: StackNames) -> Document:
+    """Refuses every request that does not use TLS, on the bucket and on its objects."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [names.bucket_arn, f"{names.bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
