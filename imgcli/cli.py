@@ -16,10 +16,12 @@ Commands follow one shape: ``Annotated[...]`` options, a docstring that is the h
 with an example, one call into a service function, one render.
 """
 
+import dataclasses
+import enum
 import functools
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -30,6 +32,8 @@ from imgcli.output import Output, Streams
 
 if TYPE_CHECKING:
     from imgcli.aws import AwsClients
+    from infra.deploy import StackDescription, StackEnvironment
+    from infra.plan import Plan, Step
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,6 +63,23 @@ class Invocation:
 
             self._aws = AwsClients(self.settings)
         return self._aws
+
+    def use_target(self, target: str) -> None:
+        """Let a command's ``--target`` take part in resolving the stack's settings."""
+        self.flags = dataclasses.replace(self.flags, target=target)  # type: ignore[arg-type]
+        self._settings = None
+        self._aws = None
+
+    def stack_environment(self) -> "StackEnvironment":
+        """Account, region and names of the selected stack (the first AWS calls)."""
+        from imgcli.errors import UsageError
+        from infra.deploy import StackEnvironment
+
+        aws = self.aws()
+        region = aws.session.region_name
+        if not region:
+            raise UsageError("no AWS region for this stack", hint="pass --region or set AWS_REGION")
+        return StackEnvironment(self.settings, aws.client, region)
 
 
 def invocation(ctx: typer.Context) -> Invocation:
@@ -171,6 +192,169 @@ def show_config(ctx: typer.Context) -> None:
     )
 
 
+class TargetChoice(enum.StrEnum):
+    local = "local"
+    aws = "aws"
+
+
+class ArchitectureChoice(enum.StrEnum):
+    arm64 = "arm64"
+    x86_64 = "x86_64"
+
+
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Write the result as JSON to stdout (same as global --json).")
+]
+DryRunFlag = Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")]
+
+
+@reports_failures
+def bootstrap_stack(
+    ctx: typer.Context,
+    target: Annotated[
+        TargetChoice | None,
+        typer.Option(help="Where the stack lives; fixed by the first bootstrap. Default: local."),
+    ] = None,
+    arch: Annotated[
+        ArchitectureChoice, typer.Option(help="CPU architecture of the functions.")
+    ] = ArchitectureChoice.arm64,
+    noncurrent_days: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Days a deleted or overwritten image stays recoverable as an old version."
+        ),
+    ] = 30,
+    dry_run: DryRunFlag = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Create the stack, or bring it up to date: bucket, table, roles, functions, API.
+
+    Safe to run again: it plans from what exists, changes only what differs, and resumes
+    a bootstrap that failed half way.
+
+    Example: imgcli --stack demo bootstrap --target aws --dry-run
+    """
+    from infra import deploy
+    from infra.resources import StackOptions
+
+    run = _command_invocation(ctx, json_output)
+    if target is not None:
+        run.use_target(target.value)
+    options = StackOptions(architecture=arch.value, noncurrent_version_days=noncurrent_days)
+    environment = run.stack_environment()
+    outcome = deploy.bootstrap(
+        environment,
+        options,
+        dry_run=dry_run,
+        on_plan=lambda plan: _show_plan(run, plan, "bootstrap"),
+        on_step=lambda step, number, total: _show_step(run, step, number, total),
+    )
+    if outcome.description is not None:
+        _show_stack(run, outcome.description)
+
+
+@reports_failures
+def destroy_stack(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    delete_images: Annotated[
+        bool,
+        typer.Option(help="Also delete every image, with all its versions, and the bucket."),
+    ] = False,
+    dry_run: DryRunFlag = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Remove the stack: everything bootstrap created. Safe to run again.
+
+    A bucket that still holds images is kept (and nothing is removed) unless
+    --delete-images is given.
+
+    Example: imgcli --stack demo destroy --yes --delete-images
+    """
+    from infra import deploy
+
+    run = _command_invocation(ctx, json_output)
+    environment = run.stack_environment()
+    name = run.settings.name
+
+    def confirm(plan: "Plan") -> bool:
+        return run.output.confirm(
+            f"Delete {len(plan.steps)} resources of stack '{name}'"
+            + (" and every image in it" if delete_images else "")
+            + "?",
+            yes=yes,
+        )
+
+    outcome = deploy.destroy(
+        environment,
+        delete_images=delete_images,
+        dry_run=dry_run,
+        confirm=confirm,
+        on_plan=lambda plan: _show_plan(run, plan, "destroy"),
+        on_step=lambda step, number, total: _show_step(run, step, number, total),
+    )
+    if outcome.plan.up_to_date:
+        run.output.info(f"stack '{name}': nothing to destroy")
+    elif not dry_run and not outcome.executed:
+        run.output.info("nothing was changed")
+    if run.output.json_mode:
+        run.output.document(
+            {
+                "stack": name,
+                "destroyed": outcome.executed,
+                "dry_run": dry_run,
+                "steps": [step.description for step in outcome.plan.steps],
+            },
+            columns=(),
+            rows=(),
+        )
+
+
+@reports_failures
+def show_stack(ctx: typer.Context, json_output: JsonFlag = False) -> None:
+    """Describe the selected stack as bootstrap recorded it: bucket, table, API URL. No AWS calls.
+
+    Example: imgcli --stack demo stack --json
+    """
+    from infra import deploy
+
+    run = _command_invocation(ctx, json_output)
+    _show_stack(run, deploy.describe(run.settings))
+
+
+def _command_invocation(ctx: typer.Context, json_output: bool) -> Invocation:
+    run = invocation(ctx)
+    run.output.json_mode = run.output.json_mode or json_output
+    return run
+
+
+def _show_plan(run: Invocation, plan: "Plan", verb: str) -> None:
+    name = run.settings.name
+    if plan.up_to_date:
+        if verb == "bootstrap":
+            run.output.info(f"stack '{name}' is up to date")
+        return
+    run.output.info(f"{verb} plan for stack '{name}' ({len(plan.steps)} steps):")
+    marks = {"create": "+", "update": "~", "delete": "-"}
+    for step in plan.steps:
+        run.output.info(f"  {marks[step.action]} {step.description}")
+
+
+def _show_step(run: Invocation, step: "Step", number: int, total: int) -> None:
+    run.output.info(f"[{number}/{total}] {step.description}")
+
+
+def _show_stack(run: Invocation, description: "StackDescription") -> None:
+    data: dict[str, Any] = description.as_json()
+    rows = [
+        (key, ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else value)
+        for key, value in data.items()
+    ]
+    run.output.document(
+        data, columns=("field", "value"), rows=rows, title=f"stack {description.stack}"
+    )
+
+
 def build_app() -> typer.Typer:
     """The imgcli Typer app with its global options and commands (tests build fresh ones)."""
     app = typer.Typer(
@@ -181,6 +365,9 @@ def build_app() -> typer.Typer:
     )
     app.callback()(global_options)
     app.command("config")(show_config)
+    app.command("bootstrap")(bootstrap_stack)
+    app.command("destroy")(destroy_stack)
+    app.command("stack")(show_stack)
     return app
 
 

@@ -228,10 +228,16 @@ def resolve_stack(flags: Flags, environ: Mapping[str, str]) -> StackSettings:
     assert name is not None
     entry = file.stacks.get(name, {})
     in_file = f"file [stacks.{name}]"
+    # What bootstrap recorded: where the stack was actually created wins over defaults.
+    from infra.state import StackState, state_path
+
+    recorded = StackState.load(state_path(name, environ))
+    in_state = f"bootstrap record {state_path(name, environ)}"
 
     chosen_target, sources["target"] = _first(
         (flags.target, "flag --target"),
         (entry.get("target"), in_file),
+        (recorded.target if recorded else None, in_state),
         ("local", DEFAULT_SOURCE),
     )
     # Narrowed for the type checker; _checked already rejected anything else in the file.
@@ -242,6 +248,7 @@ def resolve_stack(flags: Flags, environ: Mapping[str, str]) -> StackSettings:
         (flags.region, "flag --region"),
         env("IMGCLI_REGION"),
         (entry.get("region"), in_file),
+        (recorded.region if recorded else None, in_state),
         (LOCAL_REGION if local else None, DEFAULT_SOURCE if local else BOTO3_SOURCE),
     )
 
@@ -286,7 +293,12 @@ def resolve_stack(flags: Flags, environ: Mapping[str, str]) -> StackSettings:
         local_port=local_port,
         credentials=LOCAL_ACCESS_KEY if local else None,
         config_file=path,
-        records=MappingProxyType({k: v for k, v in entry.items() if k not in SETTING_KEYS}),
+        records=MappingProxyType(
+            {
+                **{k: v for k, v in entry.items() if k not in SETTING_KEYS},
+                **(recorded.outputs if recorded else {}),
+            }
+        ),
         known_stacks=tuple(sorted(file.stacks)),
         sources=MappingProxyType(sources),
     )

@@ -53,6 +53,7 @@ def fake_aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(aws_dir / "credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("IMGCLI_CONFIG", str(tmp_path / "imgcli-config" / "config.toml"))
+    monkeypatch.setenv("IMGCLI_DATA_DIR", str(tmp_path / "imgcli-data"))
 
 
 @pytest.fixture

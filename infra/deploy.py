@@ -1,0 +1,228 @@
+"""The bootstrap, destroy and stack services: what the CLI commands call.
+
+Each service builds the same pieces in the same order: who we are (account, region, from
+STS and the session), the stack's names, the code bundle, the handlers, the desired
+resources; then a plan from read-only calls; then, unless it is a dry run, the executor.
+The CLI only parses options, asks for confirmation and renders what these return.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from imgcli.config import StackSettings, Target
+from imgcli.errors import NoStackError, UsageError
+from infra.handlers import Handlers
+from infra.names import StackNames, check_stack_name
+from infra.plan import Plan, StepListener, execute, plan_bootstrap, plan_destroy
+from infra.resources import (
+    API_ID,
+    API_URL,
+    Architecture,
+    FunctionCode,
+    Resource,
+    StackOptions,
+    desired_stack,
+)
+from infra.state import StackState, state_path
+
+ClientFactory = Callable[[str], Any]
+
+
+@dataclass(frozen=True)
+class StackDescription:
+    """What a user (or script) needs to know about a bootstrapped stack."""
+
+    stack: str
+    target: str
+    region: str | None
+    account: str | None
+    endpoint_url: str | None
+    bucket: str | None
+    table: str | None
+    functions: dict[str, str]
+    api_id: str | None
+    api_url: str | None
+    failed_events_queue: str | None
+    complete: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "target": self.target,
+            "region": self.region,
+            "account": self.account,
+            "endpoint_url": self.endpoint_url,
+            "bucket": self.bucket,
+            "table": self.table,
+            "functions": self.functions,
+            "api_id": self.api_id,
+            "api_url": self.api_url,
+            "failed_events_queue": self.failed_events_queue,
+            "complete": self.complete,
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A plan, and (unless it was a dry run) the stack as it stands afterwards."""
+
+    plan: Plan
+    executed: bool
+    description: StackDescription | None
+
+
+class StackEnvironment:
+    """Account, region, names and handlers of one stack, made from one set of clients."""
+
+    def __init__(self, settings: StackSettings, client: ClientFactory, region: str) -> None:
+        check_stack_name(settings.name)
+        self.settings = settings
+        self.client = client
+        self.region = region
+        self.account = str(client("sts").get_caller_identity()["Account"])
+        self.names = StackNames(settings.name, self.account, region)
+        self.endpoint_url = str(client("s3").meta.endpoint_url)
+
+    def handlers(self) -> Handlers:
+        from infra.compute_handlers import compute_handlers
+        from infra.storage_handlers import storage_handlers
+
+        return {
+            **storage_handlers(self.client, region=self.region),
+            **compute_handlers(self.client),
+        }
+
+    def state(self) -> StackState:
+        existing = StackState.load(state_path(self.settings.name))
+        if existing is not None and existing.target != self.settings.target:
+            raise UsageError(
+                f"stack '{self.settings.name}' is bootstrapped on {existing.target}, "
+                f"not {self.settings.target}",
+                hint="destroy it first, or choose another stack name with --stack",
+            )
+        state = existing or StackState(
+            path=state_path(self.settings.name),
+            stack=self.settings.name,
+            target=self.settings.target,
+        )
+        state.region, state.account, state.endpoint_url = (
+            self.region,
+            self.account,
+            self.endpoint_url,
+        )
+        return state
+
+
+def bootstrap(
+    environment: StackEnvironment,
+    options: StackOptions,
+    *,
+    dry_run: bool,
+    on_plan: Callable[[Plan], None] | None = None,
+    on_step: StepListener | None = None,
+) -> Outcome:
+    """Create or update the stack until it matches ``options`` and the current code."""
+    target: Target = "aws" if environment.settings.target == "aws" else "local"
+    if target == "local":
+        options = replace(options, require_tls=False)  # the local cloud is plain HTTP
+    code = _function_code(target, options.architecture)
+    desired = desired_stack(environment.names, options, code)
+    state = environment.state()
+    handlers = environment.handlers()
+    plan = plan_bootstrap(desired, handlers)
+    if on_plan is not None:
+        on_plan(plan)
+    if dry_run:
+        return Outcome(plan, executed=False, description=None)
+    if plan.up_to_date and state.complete:
+        return Outcome(plan, executed=False, description=describe_state(state))
+    outputs = execute(plan, handlers, state, on_step=on_step)
+    state.outputs = {**outputs, **_record_outputs(environment.names)}
+    state.save()
+    return Outcome(plan, executed=True, description=describe_state(state))
+
+
+def destroy(
+    environment: StackEnvironment,
+    *,
+    delete_images: bool,
+    dry_run: bool,
+    confirm: Callable[[Plan], bool],
+    on_plan: Callable[[Plan], None] | None = None,
+    on_step: StepListener | None = None,
+) -> Outcome:
+    """Remove every resource of the stack that exists; safe to run again."""
+    # Destroy finds resources by name only, so neither code nor options matter here.
+    desired = _resources_by_name(environment.names)
+    handlers = environment.handlers()
+    plan = plan_destroy(desired, handlers, delete_images=delete_images)
+    if on_plan is not None:
+        on_plan(plan)
+    state = environment.state()
+    if dry_run or (plan.steps and not confirm(plan)):
+        return Outcome(plan, executed=False, description=None)
+    execute(plan, handlers, state, on_step=on_step)
+    state.complete, state.destroyed, state.outputs = False, True, {}
+    state.save()
+    return Outcome(plan, executed=True, description=None)
+
+
+def describe(settings: StackSettings) -> StackDescription:
+    """The recorded description of a bootstrapped stack (no AWS calls)."""
+    state = StackState.load(state_path(settings.name))
+    if state is None or state.destroyed:
+        raise NoStackError(
+            f"stack '{settings.name}' has not been bootstrapped",
+            hint=f"run 'imgcli --stack {settings.name} bootstrap' first",
+        )
+    return describe_state(state)
+
+
+def describe_state(state: StackState) -> StackDescription:
+    outputs = state.outputs
+    return StackDescription(
+        stack=state.stack,
+        target=state.target,
+        region=state.region,
+        account=state.account,
+        endpoint_url=state.endpoint_url,
+        bucket=outputs.get("bucket"),
+        table=outputs.get("table"),
+        functions={
+            role: outputs[key]
+            for role, key in (("save_delete", "save_function"), ("retrieve", "retrieve_function"))
+            if key in outputs
+        },
+        api_id=outputs.get(API_ID),
+        api_url=outputs.get(API_URL),
+        failed_events_queue=outputs.get("failed_events_queue"),
+        complete=state.complete,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _function_code(target: Target, architecture: Architecture) -> FunctionCode:
+    """The bundle for this process: the sources cannot change while a command runs."""
+    from infra.packaging import LAMBDA_RUNTIME, build_function_zip
+
+    bundle = build_function_zip(target, architecture)
+    return FunctionCode(bundle.zip_bytes, bundle.sha256, LAMBDA_RUNTIME)
+
+
+def _record_outputs(names: StackNames) -> dict[str, str]:
+    return {
+        "bucket": names.bucket,
+        "table": names.table,
+        "save_function": names.save_function,
+        "retrieve_function": names.retrieve_function,
+        "failed_events_queue": names.failure_queue,
+    }
+
+
+def _resources_by_name(names: StackNames) -> list[Resource]:
+    placeholder = FunctionCode(b"", "", "")
+    return desired_stack(names, StackOptions(), placeholder)

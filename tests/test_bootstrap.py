@@ -1,0 +1,287 @@
+"""bootstrap and destroy on moto, in process: every resource's configuration, no-op
+re-runs, a failure injected at each step then resumed, and a clean destroy."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from imgcli.aws import AwsClients
+from imgcli.config import Flags, resolve_stack
+from imgcli.errors import NoStackError
+from infra import deploy
+from infra.plan import Plan, Step
+from infra.resources import StackOptions
+from infra.state import StackState, state_path
+
+ACCOUNT = "123456789012"
+READ_ONLY = ("Get", "List", "Describe", "Head")
+
+
+class RecordingClients:
+    """The stack's real clients, with every operation they send recorded by name.
+
+    ``fail_on_next_mutation`` makes the next mutating call raise, as a dropped connection
+    or a throttled request would, to prove that a bootstrap can resume from any step.
+    """
+
+    def __init__(self, aws: AwsClients) -> None:
+        self.aws = aws
+        self.operations: list[str] = []
+        self.fail_on_next_mutation = False
+
+    def client(self, service: str) -> Any:
+        client = self.aws.client(service)
+        client.meta.events.register("before-call", self._record, unique_id="recorder")
+        return client
+
+    @property
+    def mutations(self) -> list[str]:
+        return [op for op in self.operations if not op.startswith(READ_ONLY)]
+
+    def _record(self, model: Any, **_: Any) -> None:
+        self.operations.append(model.name)
+        if self.fail_on_next_mutation and not model.name.startswith(READ_ONLY):
+            self.fail_on_next_mutation = False
+            raise ConnectionError(f"injected failure in {model.name}")
+
+
+@pytest.fixture
+def stack(moto_aws: None) -> Iterator[tuple[deploy.StackEnvironment, RecordingClients]]:
+    settings = resolve_stack(Flags(stack="t1", target="aws"), os.environ)
+    settings = replace(settings, region="us-east-1")
+    clients = RecordingClients(AwsClients(settings))
+    yield deploy.StackEnvironment(settings, clients.client, "us-east-1"), clients
+
+
+def bootstrap(environment: deploy.StackEnvironment, **options: Any) -> deploy.Outcome:
+    return deploy.bootstrap(environment, StackOptions(**options), dry_run=False)
+
+
+def destroy(environment: deploy.StackEnvironment, delete_images: bool = True) -> deploy.Outcome:
+    return deploy.destroy(
+        environment, delete_images=delete_images, dry_run=False, confirm=lambda plan: True
+    )
+
+
+def test_bootstrap_creates_every_resource_as_specified(stack: Any) -> None:
+    environment, clients = stack
+    names = environment.names
+    outcome = bootstrap(environment)
+    assert outcome.executed and outcome.description is not None
+    client = clients.aws.client
+
+    s3 = client("s3")
+    block = s3.get_public_access_block(Bucket=names.bucket)["PublicAccessBlockConfiguration"]
+    assert block == dict.fromkeys(
+        ["BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"], True
+    )
+    ownership = s3.get_bucket_ownership_controls(Bucket=names.bucket)["OwnershipControls"]
+    assert ownership["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    encryption = s3.get_bucket_encryption(Bucket=names.bucket)
+    rule = encryption["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    policy = json.loads(s3.get_bucket_policy(Bucket=names.bucket)["Policy"])
+    (deny,) = policy["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert set(deny["Resource"]) == {names.bucket_arn, f"{names.bucket_arn}/*"}
+    assert s3.get_bucket_versioning(Bucket=names.bucket)["Status"] == "Enabled"
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)["Rules"]
+    by_id = {r["ID"]: r for r in rules}
+    assert by_id["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"] == {
+        "DaysAfterInitiation": 7
+    }
+    noncurrent = by_id["expire-noncurrent-versions"]["NoncurrentVersionExpiration"]
+    assert noncurrent["NoncurrentDays"] == 30
+    tags = s3.get_bucket_tagging(Bucket=names.bucket)["TagSet"]
+    assert {"Key": "imgcli:stack", "Value": "t1"} in tags
+
+    dynamodb = client("dynamodb")
+    table = dynamodb.describe_table(TableName=names.table)["Table"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [{"AttributeName": "key", "KeyType": "HASH"}]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["status-key-index"]
+    ttl = dynamodb.describe_time_to_live(TableName=names.table)["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == "expires_at" and ttl["TimeToLiveStatus"] == "ENABLED"
+
+    iam = client("iam")
+    save_policy = _inline_policy(iam, names.save_role)
+    save_actions = _actions(save_policy)
+    assert save_actions == {
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:ListBucket",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "sqs:SendMessage",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+    assert not any(a.startswith(("s3:Put", "s3:Delete")) for a in save_actions)
+    retrieve_actions = _actions(_inline_policy(iam, names.retrieve_role))
+    assert retrieve_actions == {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+    for document in (save_policy, _inline_policy(iam, names.retrieve_role)):
+        for statement in document["Statement"]:
+            assert "*" not in _as_list(statement["Action"])
+            assert "*" not in _as_list(statement["Resource"])
+
+    lam = client("lambda")
+    save = lam.get_function_configuration(FunctionName=names.save_function)
+    assert save["Runtime"] == "python3.13" and save["Architectures"] == ["arm64"]
+    assert save["Handler"] == "lambdas.save_delete.handler"
+    assert save["Environment"]["Variables"] == {"TABLE_NAME": names.table}
+    assert save["MemorySize"] == 1024 and save["Timeout"] == 60
+    assert save["Role"] == names.role_arn(names.save_role)
+    invoke_config = lam.get_function_event_invoke_config(FunctionName=names.save_function)
+    assert invoke_config["MaximumRetryAttempts"] == 2
+    assert invoke_config["MaximumEventAgeInSeconds"] == 6 * 3600
+    destination = invoke_config["DestinationConfig"]["OnFailure"]["Destination"]
+    assert destination == names.failure_queue_arn
+    retrieve = lam.get_function_configuration(FunctionName=names.retrieve_function)
+    assert retrieve["Handler"] == "lambdas.retrieve.handler"
+    assert retrieve["Role"] == names.role_arn(names.retrieve_role)
+
+    (s3_permission,) = _statements(lam, names.save_function)
+    assert s3_permission["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert s3_permission["Condition"]["ArnLike"]["AWS:SourceArn"] == names.bucket_arn
+    assert s3_permission["Condition"]["StringEquals"]["AWS:SourceAccount"] == ACCOUNT
+    notification = s3.get_bucket_notification_configuration(Bucket=names.bucket)
+    (config,) = notification["LambdaFunctionConfigurations"]
+    assert config["LambdaFunctionArn"] == names.function_arn(names.save_function)
+    assert sorted(config["Events"]) == ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+
+    api_id = outcome.description.api_id
+    api = client("apigatewayv2")
+    routes = {r["RouteKey"]: r for r in api.get_routes(ApiId=api_id)["Items"]}
+    assert set(routes) == {"GET /images", "GET /images/{key+}"}
+    assert {r["AuthorizationType"] for r in routes.values()} == {"AWS_IAM"}
+    (integration,) = api.get_integrations(ApiId=api_id)["Items"]
+    assert integration["IntegrationType"] == "AWS_PROXY"
+    assert integration["PayloadFormatVersion"] == "2.0"
+    assert integration["IntegrationUri"] == names.function_arn(names.retrieve_function)
+    (stage,) = api.get_stages(ApiId=api_id)["Items"]
+    assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
+    assert stage["DefaultRouteSettings"]["ThrottlingBurstLimit"] == 100
+    api_permissions = _statements(lam, names.retrieve_function)
+    assert {p["Condition"]["ArnLike"]["AWS:SourceArn"] for p in api_permissions} == {
+        f"arn:aws:execute-api:us-east-1:{ACCOUNT}:{api_id}/*/GET/images",
+        f"arn:aws:execute-api:us-east-1:{ACCOUNT}:{api_id}/*/GET/images/*",
+    }
+
+    state = StackState.load(state_path("t1"))
+    assert state is not None and state.complete
+    assert state.outputs["bucket"] == names.bucket
+
+
+def test_a_second_bootstrap_makes_no_mutating_call(stack: Any) -> None:
+    environment, clients = stack
+    bootstrap(environment)
+    clients.operations.clear()
+    outcome = bootstrap(environment)
+    assert outcome.plan.up_to_date and not outcome.executed
+    assert clients.operations and clients.mutations == []
+
+
+def test_a_changed_setting_updates_only_that(stack: Any) -> None:
+    environment, clients = stack
+    bootstrap(environment)
+    clients.operations.clear()
+    outcome = bootstrap(environment, noncurrent_version_days=90)
+    assert [step.description for step in outcome.plan.steps] == [
+        f"update bucket {environment.names.bucket}: lifecycle"
+    ]
+    assert clients.mutations == ["PutBucketLifecycleConfiguration"]
+
+
+def test_a_failure_at_each_step_then_a_rerun_completes(stack: Any) -> None:
+    environment, clients = stack
+    steps = len(deploy.bootstrap(environment, StackOptions(), dry_run=True).plan.steps)
+    for failing_step in range(1, steps + 1):
+
+        def arm(step: Step, number: int, total: int, failing: int = failing_step) -> None:
+            clients.fail_on_next_mutation = number == failing
+
+        with pytest.raises(ConnectionError, match="injected"):
+            deploy.bootstrap(environment, StackOptions(), dry_run=False, on_step=arm)
+        state = StackState.load(state_path("t1"))
+        assert state is not None and not state.complete
+        resumed = bootstrap(environment)
+        assert resumed.description is not None and resumed.description.complete
+        assert deploy.bootstrap(environment, StackOptions(), dry_run=True).plan.up_to_date
+        destroy(environment)
+
+
+def test_destroy_removes_everything_and_can_run_again(stack: Any) -> None:
+    environment, clients = stack
+    names = environment.names
+    # moto applies the TLS-only bucket policy without its condition, denying every object
+    # request; these objects need a bucket without it (the policy is checked above).
+    bootstrap(environment, require_tls=False)
+    s3 = clients.aws.client("s3")
+    s3.put_object(Bucket=names.bucket, Key="photo.jpg", Body=b"1")
+    s3.put_object(Bucket=names.bucket, Key="photo.jpg", Body=b"2")
+    s3.delete_object(Bucket=names.bucket, Key="photo.jpg")
+
+    with pytest.raises(Exception, match="still holds images"):
+        destroy(environment, delete_images=False)
+    assert names.bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+    outcome = destroy(environment)
+    assert outcome.executed
+    assert _what_remains(clients.aws) == {}
+    record = StackState.load(state_path("t1"))
+    assert record is not None and record.destroyed and record.target == "aws"
+    with pytest.raises(NoStackError):
+        deploy.describe(environment.settings)
+    again = destroy(environment)
+    assert again.plan.up_to_date
+
+
+def test_dry_run_changes_nothing(stack: Any) -> None:
+    environment, clients = stack
+    outcome = deploy.bootstrap(environment, StackOptions(), dry_run=True)
+    assert isinstance(outcome.plan, Plan) and len(outcome.plan.steps) == 14
+    assert clients.mutations == []
+    assert StackState.load(state_path("t1")) is None
+
+
+def _what_remains(aws: AwsClients) -> dict[str, Any]:
+    found = {
+        "buckets": [b["Name"] for b in aws.client("s3").list_buckets()["Buckets"]],
+        "tables": aws.client("dynamodb").list_tables()["TableNames"],
+        "functions": aws.client("lambda").list_functions()["Functions"],
+        "roles": [r for r in aws.client("iam").list_roles()["Roles"] if "imgcli" in r["RoleName"]],
+        "queues": aws.client("sqs").list_queues().get("QueueUrls", []),
+        "apis": aws.client("apigatewayv2").get_apis()["Items"],
+        "log groups": aws.client("logs").describe_log_groups()["logGroups"],
+    }
+    return {kind: items for kind, items in found.items() if items}
+
+
+def _inline_policy(iam: Any, role: str) -> dict[str, Any]:
+    (name,) = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+    return document if isinstance(document, dict) else json.loads(document)
+
+
+def _actions(document: dict[str, Any]) -> set[str]:
+    return {a for s in document["Statement"] for a in _as_list(s["Action"])}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(lam: Any, function: str) -> list[dict[str, Any]]:
+    return list(json.loads(lam.get_policy(FunctionName=function)["Policy"])["Statement"])

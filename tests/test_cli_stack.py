@@ -1,0 +1,55 @@
+"""bootstrap, destroy and stack through the CLI, on moto in process."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from imgcli.cli import app
+
+runner = CliRunner()
+
+
+def imgcli(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, ["--stack", "c1", *args], input=input)
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(moto_aws: None) -> None:
+    result = imgcli("bootstrap", "--target", "aws", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert "bootstrap plan for stack 'c1' (14 steps):" in result.stderr
+    assert "  + create bucket imgcli-c1-123456789012-us-east-1" in result.stderr
+    assert result.stdout == ""
+    assert imgcli("stack").exit_code == 3
+
+
+def test_bootstrap_stack_and_a_destroy_that_needs_confirmation(moto_aws: None) -> None:
+    created = imgcli("bootstrap", "--target", "aws", "--json")
+    assert created.exit_code == 0, created.stderr
+    assert "[14/14]" in created.stderr
+    description = json.loads(created.stdout)
+    assert description["bucket"] == "imgcli-c1-123456789012-us-east-1"
+    assert description["api_url"].startswith("https://")
+
+    shown = imgcli("--json", "stack")
+    assert json.loads(shown.stdout) == description
+    table = imgcli("stack")
+    assert "imgcli-c1-123456789012-us-east-1" in table.stdout
+
+    refused = imgcli("destroy")  # CliRunner's stdin is not a terminal
+    assert refused.exit_code == 2
+    assert "--yes" in refused.stderr
+    assert imgcli("stack").exit_code == 0  # nothing was removed
+
+    destroyed = imgcli("destroy", "--yes", "--json")
+    assert destroyed.exit_code == 0, destroyed.stderr
+    summary = json.loads(destroyed.stdout)
+    assert summary["destroyed"] is True and len(summary["steps"]) == 14
+    assert imgcli("stack").exit_code == 3
+
+
+def test_an_invalid_stack_name_is_a_usage_error(moto_aws: None) -> None:
+    result = runner.invoke(app, ["--stack", "Bad_Name", "bootstrap", "--target", "aws"])
+    assert result.exit_code == 2
+    assert "stack name" in result.stderr
