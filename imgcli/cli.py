@@ -361,6 +361,8 @@ def build_app() -> typer.Typer:
         name="imgcli",
         no_args_is_help=True,
         pretty_exceptions_show_locals=False,
+        # Markdown reflows docstring paragraphs, so help text wraps to the terminal.
+        rich_markup_mode="markdown",
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(global_options)

@@ -7,7 +7,10 @@ tests never wait. The planner only ever asks four things:
 
 * ``read(name)`` (read-only): the live resource as an ``Observed`` whose ``settings`` use
   the same keys and canonical values as ``infra.resources`` (so equal means up to date),
-  or ``None`` if it does not exist. Settings a kind cannot observe are left out.
+  or ``None`` if it does not exist. A setting left out counts as different, so leave one
+  out only when the live resource lacks it (an async invoke config never set), never
+  because it is hard to read. Tags mean imgcli's own ``imgcli:*`` tags: other people's
+  tags are neither reported nor removed.
 * ``create(resource, refs)``: make it with all its settings; returns its outputs.
 * ``update(resource, setting, refs)``: bring one setting to ``resource.settings[setting]``.
 * ``delete(name, delete_images)``: remove it; "not found" counts as done.
