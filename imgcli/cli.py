@@ -216,14 +216,17 @@ def bootstrap_stack(
         typer.Option(help="Where the stack lives; fixed by the first bootstrap. Default: local."),
     ] = None,
     arch: Annotated[
-        ArchitectureChoice, typer.Option(help="CPU architecture of the functions.")
-    ] = ArchitectureChoice.arm64,
+        ArchitectureChoice | None,
+        typer.Option(help="CPU architecture of the functions. Default: arm64, then as before."),
+    ] = None,
     noncurrent_days: Annotated[
-        int,
+        int | None,
         typer.Option(
-            min=1, help="Days a deleted or overwritten image stays recoverable as an old version."
+            min=1,
+            help="Days a deleted or overwritten image stays recoverable as an old version. "
+            "Default: 30, then as before.",
         ),
-    ] = 30,
+    ] = None,
     dry_run: DryRunFlag = False,
     json_output: JsonFlag = False,
 ) -> None:
@@ -235,27 +238,36 @@ def bootstrap_stack(
     Example: imgcli --stack demo bootstrap --target aws --dry-run
     """
     from infra import deploy
-    from infra.resources import StackOptions
 
     run = _command_invocation(ctx, json_output)
     if target is not None:
         run.use_target(target.value)
-    options = StackOptions(architecture=arch.value, noncurrent_version_days=noncurrent_days)
-    environment = run.stack_environment()
+    changes: dict[str, Any] = {}
+    if arch is not None:
+        changes["architecture"] = arch.value
+    if noncurrent_days is not None:
+        changes["noncurrent_version_days"] = noncurrent_days
     outcome = deploy.bootstrap(
-        environment,
-        options,
+        run.stack_environment(),
+        changes,
         dry_run=dry_run,
         on_plan=lambda plan: _show_plan(run, plan, "bootstrap"),
         on_step=lambda step, number, total: _show_step(run, step, number, total),
     )
-    if outcome.description is not None:
+    if dry_run:
+        if run.output.json_mode:  # people read the plan on stderr already
+            _plan_document(run, outcome.plan)
+    elif outcome.description is not None:
         _show_stack(run, outcome.description)
 
 
 @reports_failures
 def destroy_stack(
     ctx: typer.Context,
+    target: Annotated[
+        TargetChoice | None,
+        typer.Option(help="Where the stack lives, if its bootstrap record is lost."),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     delete_images: Annotated[
         bool,
@@ -274,6 +286,8 @@ def destroy_stack(
     from infra import deploy
 
     run = _command_invocation(ctx, json_output)
+    if target is not None:
+        run.use_target(target.value)
     environment = run.stack_environment()
     name = run.settings.name
 
@@ -293,6 +307,8 @@ def destroy_stack(
         on_plan=lambda plan: _show_plan(run, plan, "destroy"),
         on_step=lambda step, number, total: _show_step(run, step, number, total),
     )
+    for note in outcome.notes:
+        run.output.warning(note)
     if outcome.plan.up_to_date:
         run.output.info(f"stack '{name}': nothing to destroy")
     elif not dry_run and not outcome.executed:
@@ -338,6 +354,17 @@ def _show_plan(run: Invocation, plan: "Plan", verb: str) -> None:
     marks = {"create": "+", "update": "~", "delete": "-"}
     for step in plan.steps:
         run.output.info(f"  {marks[step.action]} {step.description}")
+
+
+def _plan_document(run: Invocation, plan: "Plan") -> None:
+    """A dry run's result for scripts: the plan as JSON."""
+    steps = [{"action": step.action, "description": step.description} for step in plan.steps]
+    run.output.document(
+        {"stack": run.settings.name, "up_to_date": plan.up_to_date, "steps": steps},
+        columns=("action", "step"),
+        rows=[(step.action, step.description) for step in plan.steps],
+        title=f"plan for stack {run.settings.name}",
+    )
 
 
 def _show_step(run: Invocation, step: "Step", number: int, total: int) -> None:

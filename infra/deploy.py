@@ -9,13 +9,13 @@ The CLI only parses options, asks for confirmation and renders what these return
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from imgcli.config import StackSettings, Target
 from imgcli.errors import NoStackError, UsageError
-from infra.handlers import Handlers
+from infra.handlers import BucketNotEmpty, Handlers
 from infra.names import StackNames, check_stack_name
 from infra.plan import Plan, StepListener, execute, plan_bootstrap, plan_destroy
 from infra.resources import (
@@ -73,6 +73,7 @@ class Outcome:
     plan: Plan
     executed: bool
     description: StackDescription | None
+    notes: tuple[str, ...] = ()
 
 
 class StackEnvironment:
@@ -97,18 +98,29 @@ class StackEnvironment:
         }
 
     def state(self) -> StackState:
-        existing = StackState.load(state_path(self.settings.name))
-        if existing is not None and existing.target != self.settings.target:
-            raise UsageError(
-                f"stack '{self.settings.name}' is bootstrapped on {existing.target}, "
-                f"not {self.settings.target}",
-                hint="destroy it first, or choose another stack name with --stack",
-            )
-        state = existing or StackState(
-            path=state_path(self.settings.name),
-            stack=self.settings.name,
-            target=self.settings.target,
-        )
+        """The stack's record, refusing one that lives elsewhere (target, account, region).
+
+        Role names are global to an account while their policies name one region's
+        resources, so the same stack in a second region would quietly re-point the first
+        one's roles: refused. A destroyed stack may start again anywhere.
+        """
+        name = self.settings.name
+        existing = StackState.load(state_path(name))
+        if existing is not None and not existing.destroyed:
+            recorded = (existing.target, existing.account, existing.region)
+            current = (self.settings.target, self.account, self.region)
+            if any(
+                was is not None and was != now for was, now in zip(recorded, current, strict=True)
+            ):
+                raise UsageError(
+                    f"stack '{name}' lives on {existing.target} in account {existing.account}, "
+                    f"region {existing.region}; this run is on {self.settings.target} in "
+                    f"account {self.account}, region {self.region}",
+                    hint="pass the stack's own --region and credentials, or choose another "
+                    "stack name with --stack",
+                )
+        state = existing or StackState(path=state_path(name), stack=name, target="")
+        state.target = self.settings.target
         state.region, state.account, state.endpoint_url = (
             self.region,
             self.account,
@@ -119,19 +131,25 @@ class StackEnvironment:
 
 def bootstrap(
     environment: StackEnvironment,
-    options: StackOptions,
+    changes: Mapping[str, Any],
     *,
     dry_run: bool,
     on_plan: Callable[[Plan], None] | None = None,
     on_step: StepListener | None = None,
 ) -> Outcome:
-    """Create or update the stack until it matches ``options`` and the current code."""
+    """Bring the stack up to date with the current code and its options.
+
+    ``changes`` are the options given on this run (``StackOptions`` field names); options
+    not given keep the values the stack was last bootstrapped with, so a plain re-run
+    never undoes an earlier ``--arch`` or ``--noncurrent-days``.
+    """
+    state = environment.state()
+    options = StackOptions.from_record({**state.options, **changes})
     target: Target = "aws" if environment.settings.target == "aws" else "local"
     if target == "local":
         options = replace(options, require_tls=False)  # the local cloud is plain HTTP
     code = _function_code(target, options.architecture)
     desired = desired_stack(environment.names, options, code)
-    state = environment.state()
     handlers = environment.handlers()
     plan = plan_bootstrap(desired, handlers)
     if on_plan is not None:
@@ -140,6 +158,7 @@ def bootstrap(
         return Outcome(plan, executed=False, description=None)
     if plan.up_to_date and state.complete:
         return Outcome(plan, executed=False, description=describe_state(state))
+    state.options = options.as_record()
     outputs = execute(plan, handlers, state, on_step=on_step)
     state.outputs = {**outputs, **_record_outputs(environment.names)}
     state.save()
@@ -159,12 +178,20 @@ def destroy(
     # Destroy finds resources by name only, so neither code nor options matter here.
     desired = _resources_by_name(environment.names)
     handlers = environment.handlers()
-    plan = plan_destroy(desired, handlers, delete_images=delete_images)
+    state = environment.state()
+    notes: tuple[str, ...] = ()
+    try:
+        plan = plan_destroy(desired, handlers, delete_images=delete_images)
+    except BucketNotEmpty as refusal:
+        if not dry_run:
+            raise
+        # A dry run still shows the whole plan, and says what a real run would refuse.
+        plan = plan_destroy(desired, handlers, delete_images=True)
+        notes = (f"{refusal.message}: without --delete-images, destroy stops before any step",)
     if on_plan is not None:
         on_plan(plan)
-    state = environment.state()
     if dry_run or (plan.steps and not confirm(plan)):
-        return Outcome(plan, executed=False, description=None)
+        return Outcome(plan, executed=False, description=None, notes=notes)
     execute(plan, handlers, state, on_step=on_step)
     state.complete, state.destroyed, state.outputs = False, True, {}
     state.save()

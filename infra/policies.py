@@ -7,7 +7,8 @@ Each function's role allows exactly the actions its code calls, on exactly its r
   writes items (``dynamodb:GetItem``, ``dynamodb:PutItem`` on the table). It has no S3
   write or delete action, so it can never trigger itself. Lambda's on-failure destination
   sends with the function's role, hence ``sqs:SendMessage`` on the stack's queue.
-* retrieve reads the table and its index (``dynamodb:GetItem``, ``dynamodb:Query``).
+* retrieve reads one item from the table (``dynamodb:GetItem``) and lists through the
+  status index (``dynamodb:Query`` on that index only).
 * Both write logs into their own log group only. Bootstrap creates the group (with a
   retention period), so ``logs:CreateLogGroup`` is not granted at all.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from infra.names import StackNames
+from lambdas.records import STATUS_INDEX
 
 Document = dict[str, Any]
 
@@ -87,10 +89,16 @@ def retrieve_function_policy(names: StackNames) -> Document:
         "Version": VERSION,
         "Statement": [
             {
-                "Sid": "ReadIndex",
+                "Sid": "ReadOneImage",
                 "Effect": "Allow",
-                "Action": ["dynamodb:GetItem", "dynamodb:Query"],
-                "Resource": [names.table_arn, f"{names.table_arn}/index/*"],
+                "Action": "dynamodb:GetItem",
+                "Resource": names.table_arn,
+            },
+            {
+                "Sid": "ListImages",
+                "Effect": "Allow",
+                "Action": "dynamodb:Query",
+                "Resource": f"{names.table_arn}/index/{STATUS_INDEX}",
             },
             _logs_statement(names, names.retrieve_function),
         ],

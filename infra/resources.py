@@ -18,7 +18,7 @@ such a value is a ``Ref`` to an output, resolved when the step executes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Final, Literal
 
@@ -101,6 +101,15 @@ class StackOptions:
     throttle_burst: int = 100
     throttle_rate: float = 50.0
     require_tls: bool = True
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> StackOptions:
+        """Options from a stack's record; keys this version does not know are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
+
+    def as_record(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -233,6 +242,9 @@ def desired_stack(names: StackNames, options: StackOptions, code: FunctionCode) 
                         "NoncurrentVersionExpiration": {
                             "NoncurrentDays": options.noncurrent_version_days
                         },
+                        # Once its old versions have expired, a delete marker is alone and
+                        # useless: let S3 remove it too.
+                        "Expiration": {"ExpiredObjectDeleteMarker": True},
                     },
                 ],
                 "tags": tags,

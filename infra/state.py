@@ -53,6 +53,8 @@ class StackState:
     account: str | None = None
     endpoint_url: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
+    # The options the stack was last bootstrapped with (``StackOptions`` fields).
+    options: dict[str, Any] = field(default_factory=dict)
     steps_done: list[str] = field(default_factory=list)
     complete: bool = False
     # Kept after destroy, so the stack's target and region survive it: running destroy
@@ -78,6 +80,7 @@ class StackState:
             account=data.get("account"),
             endpoint_url=data.get("endpoint_url"),
             outputs=dict(data.get("outputs") or {}),
+            options=dict(data.get("options") or {}),
             steps_done=list(data.get("steps_done") or []),
             complete=bool(data.get("complete")),
             destroyed=bool(data.get("destroyed")),
@@ -92,6 +95,7 @@ class StackState:
             "account": self.account,
             "endpoint_url": self.endpoint_url,
             "outputs": self.outputs,
+            "options": self.options,
             "steps_done": self.steps_done,
             "complete": self.complete,
             "destroyed": self.destroyed,

@@ -13,10 +13,9 @@ import pytest
 
 from imgcli.aws import AwsClients
 from imgcli.config import Flags, resolve_stack
-from imgcli.errors import NoStackError
+from imgcli.errors import NoStackError, UsageError
 from infra import deploy
-from infra.plan import Plan, Step
-from infra.resources import StackOptions
+from infra.plan import Plan
 from infra.state import StackState, state_path
 
 ACCOUNT = "123456789012"
@@ -26,14 +25,15 @@ READ_ONLY = ("Get", "List", "Describe", "Head")
 class RecordingClients:
     """The stack's real clients, with every operation they send recorded by name.
 
-    ``fail_on_next_mutation`` makes the next mutating call raise, as a dropped connection
-    or a throttled request would, to prove that a bootstrap can resume from any step.
+    ``fail_at_mutation = n`` makes the n-th mutating call from then on raise, as a dropped
+    connection would, to prove that a bootstrap can resume from any point, mid-step too.
     """
 
     def __init__(self, aws: AwsClients) -> None:
         self.aws = aws
         self.operations: list[str] = []
-        self.fail_on_next_mutation = False
+        self.fail_at_mutation: int | None = None
+        self._mutations_since_armed = 0
 
     def client(self, service: str) -> Any:
         client = self.aws.client(service)
@@ -44,10 +44,17 @@ class RecordingClients:
     def mutations(self) -> list[str]:
         return [op for op in self.operations if not op.startswith(READ_ONLY)]
 
+    def arm(self, failing_mutation: int) -> None:
+        self.fail_at_mutation = failing_mutation
+        self._mutations_since_armed = 0
+
     def _record(self, model: Any, **_: Any) -> None:
         self.operations.append(model.name)
-        if self.fail_on_next_mutation and not model.name.startswith(READ_ONLY):
-            self.fail_on_next_mutation = False
+        if self.fail_at_mutation is None or model.name.startswith(READ_ONLY):
+            return
+        self._mutations_since_armed += 1
+        if self._mutations_since_armed == self.fail_at_mutation:
+            self.fail_at_mutation = None
             raise ConnectionError(f"injected failure in {model.name}")
 
 
@@ -59,8 +66,8 @@ def stack(moto_aws: None) -> Iterator[tuple[deploy.StackEnvironment, RecordingCl
     yield deploy.StackEnvironment(settings, clients.client, "us-east-1"), clients
 
 
-def bootstrap(environment: deploy.StackEnvironment, **options: Any) -> deploy.Outcome:
-    return deploy.bootstrap(environment, StackOptions(**options), dry_run=False)
+def bootstrap(environment: deploy.StackEnvironment, **changes: Any) -> deploy.Outcome:
+    return deploy.bootstrap(environment, changes, dry_run=False)
 
 
 def destroy(environment: deploy.StackEnvironment, delete_images: bool = True) -> deploy.Outcome:
@@ -101,6 +108,7 @@ def test_bootstrap_creates_every_resource_as_specified(stack: Any) -> None:
     assert noncurrent["NoncurrentDays"] == 30
     tags = s3.get_bucket_tagging(Bucket=names.bucket)["TagSet"]
     assert {"Key": "imgcli:stack", "Value": "t1"} in tags
+    assert by_id["expire-noncurrent-versions"]["Expiration"] == {"ExpiredObjectDeleteMarker": True}
 
     dynamodb = client("dynamodb")
     table = dynamodb.describe_table(TableName=names.table)["Table"]
@@ -109,6 +117,22 @@ def test_bootstrap_creates_every_resource_as_specified(stack: Any) -> None:
     assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["status-key-index"]
     ttl = dynamodb.describe_time_to_live(TableName=names.table)["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "expires_at" and ttl["TimeToLiveStatus"] == "ENABLED"
+    table_tags = dynamodb.list_tags_of_resource(ResourceArn=table["TableArn"])["Tags"]
+    assert {"Key": "imgcli:stack", "Value": "t1"} in table_tags
+
+    sqs = client("sqs")
+    queue_url = sqs.get_queue_url(QueueName=names.failure_queue)["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    assert attributes["MessageRetentionPeriod"] == str(14 * 24 * 3600)
+    assert attributes["QueueArn"] == names.failure_queue_arn
+    assert sqs.list_queue_tags(QueueUrl=queue_url)["Tags"] == {"imgcli:stack": "t1"}
+
+    logs = client("logs")
+    for function in (names.save_function, names.retrieve_function):
+        (group,) = logs.describe_log_groups(logGroupNamePrefix=names.log_group(function))[
+            "logGroups"
+        ]
+        assert group["retentionInDays"] == 30
 
     iam = client("iam")
     save_policy = _inline_policy(iam, names.save_role)
@@ -135,6 +159,22 @@ def test_bootstrap_creates_every_resource_as_specified(stack: Any) -> None:
         for statement in document["Statement"]:
             assert "*" not in _as_list(statement["Action"])
             assert "*" not in _as_list(statement["Resource"])
+    assert _resources(save_policy, "s3:GetObject") == {f"{names.bucket_arn}/*"}
+    assert _resources(save_policy, "s3:ListBucket") == {names.bucket_arn}
+    assert _resources(save_policy, "dynamodb:PutItem") == {names.table_arn}
+    assert _resources(save_policy, "sqs:SendMessage") == {names.failure_queue_arn}
+    assert _resources(save_policy, "logs:PutLogEvents") == {
+        f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/aws/lambda/{names.save_function}:*"
+    }
+    retrieve_policy = _inline_policy(iam, names.retrieve_role)
+    assert _resources(retrieve_policy, "dynamodb:Query") == {
+        f"{names.table_arn}/index/status-key-index"
+    }
+    assert _resources(retrieve_policy, "dynamodb:GetItem") == {names.table_arn}
+    trust = iam.get_role(RoleName=names.save_role)["Role"]["AssumeRolePolicyDocument"]
+    (assume,) = trust["Statement"]
+    assert assume["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert assume["Action"] == "sts:AssumeRole"
 
     lam = client("lambda")
     save = lam.get_function_configuration(FunctionName=names.save_function)
@@ -151,6 +191,9 @@ def test_bootstrap_creates_every_resource_as_specified(stack: Any) -> None:
     retrieve = lam.get_function_configuration(FunctionName=names.retrieve_function)
     assert retrieve["Handler"] == "lambdas.retrieve.handler"
     assert retrieve["Role"] == names.role_arn(names.retrieve_role)
+    assert retrieve["MemorySize"] == 256 and retrieve["Timeout"] == 10
+    function_tags = lam.list_tags(Resource=save["FunctionArn"])["Tags"]
+    assert function_tags.get("imgcli:stack") == "t1"
 
     (s3_permission,) = _statements(lam, names.save_function)
     assert s3_permission["Principal"] == {"Service": "s3.amazonaws.com"}
@@ -173,6 +216,8 @@ def test_bootstrap_creates_every_resource_as_specified(stack: Any) -> None:
     (stage,) = api.get_stages(ApiId=api_id)["Items"]
     assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
     assert stage["DefaultRouteSettings"]["ThrottlingBurstLimit"] == 100
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] == 50.0
+    assert api.get_api(ApiId=api_id)["Tags"] == {"imgcli:stack": "t1"}
     api_permissions = _statements(lam, names.retrieve_function)
     assert {p["Condition"]["ArnLike"]["AWS:SourceArn"] for p in api_permissions} == {
         f"arn:aws:execute-api:us-east-1:{ACCOUNT}:{api_id}/*/GET/images",
@@ -204,22 +249,43 @@ def test_a_changed_setting_updates_only_that(stack: Any) -> None:
     assert clients.mutations == ["PutBucketLifecycleConfiguration"]
 
 
-def test_a_failure_at_each_step_then_a_rerun_completes(stack: Any) -> None:
+def test_a_failure_at_any_mutating_call_then_a_rerun_completes(stack: Any) -> None:
     environment, clients = stack
-    steps = len(deploy.bootstrap(environment, StackOptions(), dry_run=True).plan.steps)
-    for failing_step in range(1, steps + 1):
-
-        def arm(step: Step, number: int, total: int, failing: int = failing_step) -> None:
-            clients.fail_on_next_mutation = number == failing
-
+    bootstrap(environment)
+    calls = list(clients.mutations)
+    destroy(environment)
+    assert len(calls) > 14  # several calls per step: failures land mid-step too
+    for failing in range(1, len(calls) + 1):
+        clients.arm(failing)
         with pytest.raises(ConnectionError, match="injected"):
-            deploy.bootstrap(environment, StackOptions(), dry_run=False, on_step=arm)
+            bootstrap(environment)
         state = StackState.load(state_path("t1"))
-        assert state is not None and not state.complete
+        assert state is not None and not state.complete, calls[failing - 1]
         resumed = bootstrap(environment)
         assert resumed.description is not None and resumed.description.complete
-        assert deploy.bootstrap(environment, StackOptions(), dry_run=True).plan.up_to_date
+        assert deploy.bootstrap(environment, {}, dry_run=True).plan.up_to_date, calls[failing - 1]
         destroy(environment)
+        assert _what_remains(clients.aws) == {}, calls[failing - 1]
+
+
+def test_options_are_remembered_between_runs(stack: Any) -> None:
+    environment, clients = stack
+    bootstrap(environment, noncurrent_version_days=90)
+    outcome = bootstrap(environment)
+    assert outcome.plan.up_to_date
+    lifecycle = clients.aws.client("s3").get_bucket_lifecycle_configuration(
+        Bucket=environment.names.bucket
+    )
+    days = {r["ID"]: r for r in lifecycle["Rules"]}["expire-noncurrent-versions"]
+    assert days["NoncurrentVersionExpiration"]["NoncurrentDays"] == 90
+
+
+def test_the_same_stack_in_another_region_is_refused(stack: Any) -> None:
+    environment, clients = stack
+    bootstrap(environment)
+    elsewhere = deploy.StackEnvironment(environment.settings, clients.client, "eu-west-1")
+    with pytest.raises(UsageError, match="region us-east-1"):
+        deploy.bootstrap(elsewhere, {}, dry_run=True)
 
 
 def test_destroy_removes_everything_and_can_run_again(stack: Any) -> None:
@@ -250,7 +316,7 @@ def test_destroy_removes_everything_and_can_run_again(stack: Any) -> None:
 
 def test_dry_run_changes_nothing(stack: Any) -> None:
     environment, clients = stack
-    outcome = deploy.bootstrap(environment, StackOptions(), dry_run=True)
+    outcome = deploy.bootstrap(environment, {}, dry_run=True)
     assert isinstance(outcome.plan, Plan) and len(outcome.plan.steps) == 14
     assert clients.mutations == []
     assert StackState.load(state_path("t1")) is None
@@ -279,9 +345,41 @@ def _actions(document: dict[str, Any]) -> set[str]:
     return {a for s in document["Statement"] for a in _as_list(s["Action"])}
 
 
+def _resources(document: dict[str, Any], action: str) -> set[str]:
+    return {
+        resource
+        for statement in document["Statement"]
+        if action in _as_list(statement["Action"])
+        for resource in _as_list(statement["Resource"])
+    }
+
+
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
 def _statements(lam: Any, function: str) -> list[dict[str, Any]]:
     return list(json.loads(lam.get_policy(FunctionName=function)["Policy"])["Statement"])
+
+
+def test_a_dry_run_destroy_shows_the_plan_and_what_a_real_run_would_refuse(stack: Any) -> None:
+    environment, clients = stack
+    bootstrap(environment, require_tls=False)
+    clients.aws.client("s3").put_object(Bucket=environment.names.bucket, Key="a.jpg", Body=b"1")
+    outcome = deploy.destroy(
+        environment, delete_images=False, dry_run=True, confirm=lambda plan: True
+    )
+    assert not outcome.executed and len(outcome.plan.steps) == 14
+    (note,) = outcome.notes
+    assert "still holds images" in note and "--delete-images" in note
+    assert _what_remains(clients.aws)  # nothing was deleted
+
+
+def test_a_destroyed_stack_can_start_again_on_another_target(stack: Any) -> None:
+    environment, clients = stack
+    bootstrap(environment)
+    destroy(environment)
+    local = replace(environment.settings, target="local")
+    elsewhere = deploy.StackEnvironment(local, clients.client, "us-east-1")
+    outcome = deploy.bootstrap(elsewhere, {}, dry_run=True)
+    assert len(outcome.plan.steps) == 14

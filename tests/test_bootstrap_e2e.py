@@ -67,6 +67,9 @@ def test_bootstrap_then_destroy_leaves_nothing_behind(moto_server: str) -> None:
     assert [r for r in iam.list_roles()["Roles"] if r["RoleName"].startswith("imgcli-")] == []
     assert boto3.client("dynamodb", endpoint_url=moto_server).list_tables()["TableNames"] == []
     assert boto3.client("apigatewayv2", endpoint_url=moto_server).get_apis()["Items"] == []
+    assert boto3.client("sqs", endpoint_url=moto_server).list_queues().get("QueueUrls", []) == []
+    logs = boto3.client("logs", endpoint_url=moto_server)
+    assert logs.describe_log_groups()["logGroups"] == []
 
     again = imgcli(moto_server, "destroy", "--yes", "--delete-images")
     assert again.returncode == 0, again.stderr

@@ -53,3 +53,22 @@ def test_an_invalid_stack_name_is_a_usage_error(moto_aws: None) -> None:
     result = runner.invoke(app, ["--stack", "Bad_Name", "bootstrap", "--target", "aws"])
     assert result.exit_code == 2
     assert "stack name" in result.stderr
+
+
+def test_dry_run_json_is_the_plan(moto_aws: None) -> None:
+    result = imgcli("--json", "bootstrap", "--target", "aws", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["stack"] == "c1" and plan["up_to_date"] is False
+    assert plan["steps"][0] == {"action": "create", "description": "create table imgcli-c1-images"}
+
+
+def test_destroy_with_target_reaches_a_stack_whose_record_is_lost(moto_aws: None) -> None:
+    import os
+    from pathlib import Path
+
+    assert imgcli("bootstrap", "--target", "aws").exit_code == 0
+    Path(os.environ["IMGCLI_DATA_DIR"], "stacks", "c1.json").unlink()
+    destroyed = imgcli("destroy", "--target", "aws", "--yes")
+    assert destroyed.exit_code == 0, destroyed.stderr
+    assert "[14/14]" in destroyed.stderr
