@@ -14,7 +14,8 @@ deployer but without its known faults:
    creation order; the IAM documents come from ``policies``.
 4. **Plan** (``plan.plan_bootstrap``/``plan_destroy``): read-only calls through one
    handler per resource kind (``storage_handlers``, ``compute_handlers``: the only code that
-   knows AWS's quirks, behind the contract in ``handlers``), compared setting by setting.
+   knows AWS's quirks, behind the contract in ``handlers``, sharing the bounded waits,
+   retries and tag rules of ``aws_support``), compared setting by setting.
    A plan is a tuple of steps; ``--dry-run`` prints it.
 5. **Execute** (``plan.execute``): the steps in order, the stack's record (``state``)
    written after each one, so a failed bootstrap resumes where it stopped and a half-built

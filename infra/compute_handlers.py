@@ -7,12 +7,13 @@ eventual consistency and its "already exists" answers. Each handler below satisf
 canonical ``settings`` of ``infra.resources`` (so the planner compares plain dictionaries
 and a second bootstrap plans nothing), and every quirk sits behind one intention-named
 method, the way Chalice's ``TypedAWSClient`` does it, with ``sleep`` injected so tests
-never wait. Every wait and retry is bounded by a ``Backoff`` and ends in an
-``InfraError`` that says what was awaited and what to do.
+never wait. Every wait and retry is bounded by a ``Patience`` and ends in an
+``InfraError`` that says what was awaited and what to do (``infra.aws_support``, shared
+with the storage handlers).
 
 Quirks handled, and why:
 
-* **IAM propagation** (``FunctionHandler._call_while_role_propagates``). A role is
+* **IAM propagation** (``FunctionHandler._while_role_propagates``). A role is
   usable by Lambda only seconds after ``CreateRole``; until then ``CreateFunction`` fails
   with ``InvalidParameterValueException`` "The role defined for the function cannot be
   assumed by Lambda", and ``PutFunctionEventInvokeConfig`` with "...execution role does not
@@ -37,12 +38,15 @@ Quirks handled, and why:
 * **Deletion order**: IAM refuses to delete a role that still has managed policies
   attached or inline policies, so ``RoleHandler.delete`` detaches and deletes those first.
   "Not found" at any point of any delete counts as done, so destroy can be re-run.
-* **Tags**: only keys with our ``imgcli:`` prefix are ever removed; AWS's own ``aws:``
-  tags are not ours to compare or touch.
+* **Tags**: ``read`` reports only imgcli's own ``imgcli:*`` tags and only those are ever
+  removed: a ``team=x`` tag someone else adds to a role, function or API is no difference
+  to plan, and it stays.
 * **Stages without UpdateStage**: moto 5.2.5 (the local cloud) implements no
-  ``UpdateStage``. Bootstrap calls it as on AWS, and only when the endpoint shows that it
-  lacks the operation (moto in process raises ``NotImplementedError``; a moto server
-  answers a bare HTTP 500 with no AWS error code) replaces the stage instead.
+  ``UpdateStage``. Bootstrap calls it as on AWS, and replaces the stage instead only when
+  the endpoint shows that it lacks the operation: moto in process raises
+  ``NotImplementedError``, and a moto server answers HTTP 500 with no AWS error code. A
+  500 from an AWS host is AWS failing, never a reason to delete the live stage, so it is
+  raised like any other error.
 * **Async-invoke config is read back after writing it**: moto 5.2.5 appends each
   ``PutFunctionEventInvokeConfig`` and keeps answering with the first, so a changed
   config is deleted and put again when the read-back differs. Deleting first everywhere
@@ -58,50 +62,40 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from itertools import chain
 from typing import Any, Final, TypeVar
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from botocore.exceptions import ClientError
 
-from infra.handlers import InfraError, Observed, ResourceHandler, Sleep, resolved
+from infra.aws_support import (
+    RUN_AGAIN,
+    ClientFactory,
+    Patience,
+    error_message,
+    is_error,
+    own_tags,
+    paginated,
+    retry_while,
+    settings_of,
+    stale_own_tag_keys,
+    tag_dict,
+    tag_list,
+    unknown_setting,
+    wait_until,
+)
+from infra.handlers import InfraError, Observed, ResourceHandler, Sleep
 from infra.names import TAG_KEY
 from infra.resources import API_ID, API_STAGE, API_URL, Kind, Resource
 
-ClientFactory = Callable[[str], Any]
 T = TypeVar("T")
 
-#: Outputs of roles and functions (for the stack's description; names derive the ARNs too).
-ROLE_ARN: Final = "role_arn"
-FUNCTION_ARN: Final = "function_arn"
-
-_OUR_TAGS: Final = "imgcli:"
-_AWS_TAGS: Final = "aws:"
-_RERUN: Final = "run bootstrap again; it resumes where this run stopped"
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """How long to keep retrying or polling: delays that double from ``first`` up to
-    ``cap`` seconds, stopping before their sum would pass ``total`` seconds."""
-
-    first: float
-    cap: float
-    total: float
-
-    def delays(self) -> Iterator[float]:
-        delay, spent = self.first, 0.0
-        while spent + delay <= self.total:
-            yield delay
-            spent += delay
-            delay = min(delay * 2, self.cap)
-
-
 #: IAM usually propagates within 10 s; a minute covers its slow days (1+2+4+8+4x10 = 55 s).
-ROLE_PROPAGATION: Final = Backoff(first=1, cap=10, total=60)
+ROLE_PROPAGATION: Final = Patience(delay_s=1, max_delay_s=10, total_s=60)
 #: A function becomes Active, or finishes an update, within seconds; large zips take longer.
-FUNCTION_SETTLING: Final = Backoff(first=1, cap=5, total=300)
+FUNCTION_SETTLING: Final = Patience(delay_s=1, max_delay_s=5, total_s=300)
+
+#: Hosts of AWS's own endpoints (``*.amazonaws.com``, and ``*.amazonaws.com.cn`` in China).
+_AWS_HOST_SUFFIXES: Final = (".amazonaws.com", ".amazonaws.com.cn")
 
 
 def compute_handlers(
@@ -129,35 +123,36 @@ class RoleHandler:
     def read(self, name: str) -> Observed | None:
         try:
             role = self._iam.get_role(RoleName=name)["Role"]
-            settings = {
-                "trust_policy": policy_document(role["AssumeRolePolicyDocument"]),
-                "policies": self._inline_policies(name),
-                "tags": _user_tags(_tag_dict(self._pages("list_role_tags", "Tags", name))),
-            }
+            return Observed(
+                {
+                    "trust_policy": policy_document(role["AssumeRolePolicyDocument"]),
+                    "policies": self._inline_policies(name),
+                    "tags": own_tags(tag_dict(self._pages("list_role_tags", "Tags", name))),
+                }
+            )
         except ClientError as error:
-            if _code(error) == "NoSuchEntity":
+            if is_error(error, ("NoSuchEntity",)):
                 return None
             raise
-        return Observed(settings, {ROLE_ARN: role["Arn"]})
 
     def create(self, resource: Resource, refs: Mapping[str, str]) -> Mapping[str, str]:
-        wanted = resolved(resource.settings, refs)
+        wanted = settings_of(resource, refs)
         try:
-            role = self._iam.create_role(
+            self._iam.create_role(
                 RoleName=resource.name,
                 AssumeRolePolicyDocument=json.dumps(wanted["trust_policy"]),
-                Tags=_tag_list(wanted["tags"]),
-            )["Role"]
+                Tags=tag_list(wanted["tags"]),
+            )
         except ClientError as error:
-            if _code(error) != "EntityAlreadyExists":
+            if not is_error(error, ("EntityAlreadyExists",)):
                 raise
             return _converge(self, resource, refs)
         for policy_name, document in wanted["policies"].items():
             self._put_policy(resource.name, policy_name, document)
-        return {ROLE_ARN: role["Arn"]}
+        return {}
 
     def update(self, resource: Resource, setting: str, refs: Mapping[str, str]) -> None:
-        wanted = resolved(resource.settings[setting], refs)
+        wanted = settings_of(resource, refs)[setting]
         if setting == "trust_policy":
             self._iam.update_assume_role_policy(
                 RoleName=resource.name, PolicyDocument=json.dumps(wanted)
@@ -167,7 +162,7 @@ class RoleHandler:
         elif setting == "tags":
             self._retag(resource.name, wanted)
         else:
-            raise _unknown_setting(resource, setting)
+            raise unknown_setting(resource, setting)
 
     def delete(self, name: str, *, delete_images: bool) -> None:
         try:
@@ -177,7 +172,7 @@ class RoleHandler:
                 self._iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
             self._iam.delete_role(RoleName=name)
         except ClientError as error:
-            if _code(error) != "NoSuchEntity":
+            if not is_error(error, ("NoSuchEntity",)):
                 raise
 
     def _inline_policies(self, name: str) -> dict[str, Any]:
@@ -210,15 +205,15 @@ class RoleHandler:
                 self._iam.delete_role_policy(RoleName=role, PolicyName=policy_name)
 
     def _retag(self, role: str, wanted: Mapping[str, str]) -> None:
-        live = _tag_dict(self._pages("list_role_tags", "Tags", role))
+        live = tag_dict(self._pages("list_role_tags", "Tags", role))
         if wanted:
-            self._iam.tag_role(RoleName=role, Tags=_tag_list(wanted))
-        stale = _stale_tag_keys(live, wanted)
+            self._iam.tag_role(RoleName=role, Tags=tag_list(wanted))
+        stale = stale_own_tag_keys(live, wanted)
         if stale:
             self._iam.untag_role(RoleName=role, TagKeys=stale)
 
     def _pages(self, operation: str, key: str, role: str) -> Iterator[Any]:
-        return _paginated(self._iam, operation, key, RoleName=role)
+        return paginated(self._iam, operation, key, RoleName=role)
 
 
 def policy_document(value: str | Mapping[str, Any]) -> dict[str, Any]:
@@ -258,8 +253,8 @@ class FunctionHandler:
         lambda_client: Any,
         *,
         sleep: Sleep = time.sleep,
-        role_propagation: Backoff = ROLE_PROPAGATION,
-        settling: Backoff = FUNCTION_SETTLING,
+        role_propagation: Patience = ROLE_PROPAGATION,
+        settling: Patience = FUNCTION_SETTLING,
     ) -> None:
         self._lambda = lambda_client
         self._sleep = sleep
@@ -275,7 +270,7 @@ class FunctionHandler:
         try:
             found = self._lambda.get_function(FunctionName=name)
         except ClientError as error:
-            if _code(error) == "ResourceNotFoundException":
+            if is_error(error, ("ResourceNotFoundException",)):
                 return None
             raise
         config = found["Configuration"]
@@ -288,18 +283,18 @@ class FunctionHandler:
             "timeout_s": config.get("Timeout"),
             "environment": (config.get("Environment") or {}).get("Variables") or {},
             "role_arn": config.get("Role"),
-            "tags": _user_tags(found.get("Tags") or {}),
+            "tags": own_tags(found.get("Tags") or {}),
         }
         async_invoke = self._async_invoke(name)
         if async_invoke is not None:
             settings["async_invoke"] = async_invoke
-        return Observed(settings, {FUNCTION_ARN: config["FunctionArn"]})
+        return Observed(settings)
 
     def create(self, resource: Resource, refs: Mapping[str, str]) -> Mapping[str, str]:
-        wanted = resolved(resource.settings, refs)
+        wanted = settings_of(resource, refs)
         payload = _payload(resource)
         try:
-            config = self._call_while_role_propagates(
+            self._while_role_propagates(
                 lambda: self._lambda.create_function(
                     FunctionName=resource.name,
                     Code={"ZipFile": payload},
@@ -316,16 +311,16 @@ class FunctionHandler:
                 role_arn=wanted["role_arn"],
             )
         except ClientError as error:
-            if _code(error) != "ResourceConflictException":
+            if not is_error(error, ("ResourceConflictException",)):
                 raise
             return _converge(self, resource, refs)
         self._wait_until_active(resource.name)
         if "async_invoke" in wanted:
             self._put_async_invoke(resource.name, wanted["async_invoke"], wanted["role_arn"])
-        return {FUNCTION_ARN: config["FunctionArn"]}
+        return {}
 
     def update(self, resource: Resource, setting: str, refs: Mapping[str, str]) -> None:
-        wanted = resolved(resource.settings, refs)
+        wanted = settings_of(resource, refs)
         if setting in _CODE:
             self._deploy_code(resource, wanted["code_sha256"], wanted["architecture"])
         elif setting in _CONFIGURATION:
@@ -335,13 +330,13 @@ class FunctionHandler:
         elif setting == "async_invoke":
             self._put_async_invoke(resource.name, wanted["async_invoke"], wanted["role_arn"])
         else:
-            raise _unknown_setting(resource, setting)
+            raise unknown_setting(resource, setting)
 
     def delete(self, name: str, *, delete_images: bool) -> None:
         try:
             self._lambda.delete_function(FunctionName=name)
         except ClientError as error:
-            if _code(error) != "ResourceNotFoundException":
+            if not is_error(error, ("ResourceNotFoundException",)):
                 raise
 
     def _deploy_code(self, resource: Resource, code_sha256: str, architecture: str) -> None:
@@ -365,7 +360,7 @@ class FunctionHandler:
     def _configure(self, name: str, change: dict[str, Any], wanted: Mapping[str, Any]) -> None:
         self._wait_until_settled(name, after_our_update=False)
         # A new role can be as fresh as one just created: Lambda may not assume it yet.
-        self._call_while_role_propagates(
+        self._while_role_propagates(
             lambda: self._lambda.update_function_configuration(FunctionName=name, **change),
             role_arn=wanted["role_arn"],
         )
@@ -376,7 +371,7 @@ class FunctionHandler:
         arn = found["Configuration"]["FunctionArn"]
         if wanted:
             self._lambda.tag_resource(Resource=arn, Tags=dict(wanted))
-        stale = _stale_tag_keys(found.get("Tags") or {}, wanted)
+        stale = stale_own_tag_keys(found.get("Tags") or {}, wanted)
         if stale:
             self._lambda.untag_resource(Resource=arn, TagKeys=stale)
 
@@ -384,7 +379,7 @@ class FunctionHandler:
         try:
             config = self._lambda.get_function_event_invoke_config(FunctionName=name)
         except ClientError as error:
-            if _code(error) == "ResourceNotFoundException":
+            if is_error(error, ("ResourceNotFoundException",)):
                 return None
             raise
         on_failure = (config.get("DestinationConfig") or {}).get("OnFailure") or {}
@@ -412,7 +407,7 @@ class FunctionHandler:
         def put() -> None:
             # Lambda checks that the role may send to the destination: the role's
             # inline policy may be only seconds old.
-            self._call_while_role_propagates(
+            self._while_role_propagates(
                 lambda: self._lambda.put_function_event_invoke_config(**arguments),
                 role_arn=role_arn,
             )
@@ -422,23 +417,16 @@ class FunctionHandler:
             self._lambda.delete_function_event_invoke_config(FunctionName=name)
             put()
 
-    def _call_while_role_propagates(self, call: Callable[[], T], *, role_arn: str) -> T:
-        delays = self._role_propagation.delays()
-        while True:
-            try:
-                return call()
-            except ClientError as error:
-                if not _is_role_propagation_error(error):
-                    raise
-                delay = next(delays, None)
-                if delay is None:
-                    raise InfraError(
-                        f"Lambda still cannot use role {role_arn} after "
-                        f"{self._role_propagation.total:g} s: {_message(error)}",
-                        hint="check that the role exists and trusts lambda.amazonaws.com, "
-                        f"then {_RERUN}",
-                    ) from error
-                self._sleep(delay)
+    def _while_role_propagates(self, call: Callable[[], T], *, role_arn: str) -> T:
+        return retry_while(
+            _is_role_propagation_error,
+            call,
+            patience=self._role_propagation,
+            sleep=self._sleep,
+            what=f"Lambda cannot use role {role_arn}",
+            hint="check that the role exists, trusts lambda.amazonaws.com and may send to the "
+            f"failure destination, then {RUN_AGAIN}",
+        )
 
     def _wait_until_active(self, name: str) -> dict[str, Any]:
         def active() -> dict[str, Any] | None:
@@ -447,11 +435,16 @@ class FunctionHandler:
             if state == "Failed":
                 raise InfraError(
                     f"function {name} failed to start: {config.get('StateReason', 'no reason')}",
-                    hint=f"fix the cause, then {_RERUN}",
+                    hint=f"fix the cause, then {RUN_AGAIN}",
                 )
             return config if state in (None, "Active") else None
 
-        return self._poll(active, waiting_for=f"function {name} to become Active")
+        return wait_until(
+            active,
+            patience=self._settling,
+            sleep=self._sleep,
+            what=f"function {name} to become Active",
+        )
 
     def _wait_until_settled(self, name: str, *, after_our_update: bool) -> dict[str, Any]:
         def settled() -> dict[str, Any] | None:
@@ -463,30 +456,23 @@ class FunctionHandler:
                 reason = config.get("LastUpdateStatusReason", "no reason")
                 raise InfraError(
                     f"updating function {name} failed: {reason}",
-                    hint=f"fix the cause, then {_RERUN}",
+                    hint=f"fix the cause, then {RUN_AGAIN}",
                 )
             return config
 
-        return self._poll(settled, waiting_for=f"the update of function {name} to finish")
-
-    def _poll(self, probe: Callable[[], T | None], *, waiting_for: str) -> T:
-        slept = 0.0
-        for delay in chain(self._settling.delays(), [None]):
-            found = probe()
-            if found is not None:
-                return found
-            if delay is None:
-                break
-            self._sleep(delay)
-            slept += delay
-        raise InfraError(f"gave up after {slept:g} s waiting for {waiting_for}", hint=_RERUN)
+        return wait_until(
+            settled,
+            patience=self._settling,
+            sleep=self._sleep,
+            what=f"the update of function {name} to finish",
+        )
 
 
-def _is_role_propagation_error(error: Any) -> bool:
+def _is_role_propagation_error(error: ClientError) -> bool:
     """Lambda's way of saying a role is not (yet) usable; other parameter errors are real."""
-    if _code(error) != "InvalidParameterValueException":
+    if not is_error(error, ("InvalidParameterValueException",)):
         return False
-    message = _message(error).lower()
+    message = error_message(error).lower()
     return "role" in message and (
         "cannot be assumed" in message or "does not have permissions" in message
     )
@@ -513,7 +499,7 @@ class PermissionHandler:
             policy = json.loads(self._lambda.get_policy(FunctionName=function)["Policy"])
         except ClientError as error:
             # Both "no such function" and "the function has no policy yet".
-            if _code(error) == "ResourceNotFoundException":
+            if is_error(error, ("ResourceNotFoundException",)):
                 return None
             raise
         for statement in policy.get("Statement", []):
@@ -522,11 +508,11 @@ class PermissionHandler:
         return None
 
     def create(self, resource: Resource, refs: Mapping[str, str]) -> Mapping[str, str]:
-        wanted = resolved(resource.settings, refs)
+        wanted = settings_of(resource, refs)
         try:
             self._add(wanted)
         except ClientError as error:
-            if _code(error) != "ResourceConflictException":
+            if not is_error(error, ("ResourceConflictException",)):
                 raise
             # The statement id is taken, by an older version of this statement.
             self._replace(wanted)
@@ -534,7 +520,7 @@ class PermissionHandler:
 
     def update(self, resource: Resource, setting: str, refs: Mapping[str, str]) -> None:
         # A statement cannot be edited in place, only replaced as a whole.
-        self._replace(resolved(resource.settings, refs))
+        self._replace(settings_of(resource, refs))
 
     def delete(self, name: str, *, delete_images: bool) -> None:
         function, _, statement_id = name.partition("/")
@@ -559,7 +545,7 @@ class PermissionHandler:
         try:
             self._lambda.remove_permission(FunctionName=function, StatementId=statement_id)
         except ClientError as error:
-            if _code(error) != "ResourceNotFoundException":
+            if not is_error(error, ("ResourceNotFoundException",)):
                 raise
 
 
@@ -608,14 +594,14 @@ class HttpApiHandler:
             },
             "integration": None if integration is None else _integration_settings(integration),
             "stage": self._stage_settings(api_id),
-            "tags": _user_tags(api.get("Tags") or {}),
+            "tags": own_tags(api.get("Tags") or {}),
         }
         return Observed(settings, _api_outputs(api))
 
     def create(self, resource: Resource, refs: Mapping[str, str]) -> Mapping[str, str]:
         if next(self._our_apis(resource.name), None) is not None:
             return _converge(self, resource, refs)
-        wanted = resolved(resource.settings, refs)
+        wanted = settings_of(resource, refs)
         api = self._apis.create_api(
             Name=resource.name, ProtocolType="HTTP", Tags=dict(wanted["tags"])
         )
@@ -629,8 +615,8 @@ class HttpApiHandler:
     def update(self, resource: Resource, setting: str, refs: Mapping[str, str]) -> None:
         api = next(self._our_apis(resource.name), None)
         if api is None:
-            raise InfraError(f"{resource.label} has disappeared", hint=_RERUN)
-        wanted = resolved(resource.settings[setting], refs)
+            raise InfraError(f"{resource.label} has disappeared", hint=RUN_AGAIN)
+        wanted = settings_of(resource, refs)[setting]
         if setting == "routes":
             self._sync_routes(api["ApiId"], wanted)
         elif setting == "integration":
@@ -640,24 +626,24 @@ class HttpApiHandler:
         elif setting == "tags":
             self._retag(api, wanted)
         else:
-            raise _unknown_setting(resource, setting)
+            raise unknown_setting(resource, setting)
 
     def delete(self, name: str, *, delete_images: bool) -> None:
         for api in list(self._our_apis(name)):
             try:
                 self._apis.delete_api(ApiId=api["ApiId"])
             except ClientError as error:
-                if _code(error) != "NotFoundException":
+                if not is_error(error, ("NotFoundException",)):
                     raise
 
     def _our_apis(self, name: str) -> Iterator[dict[str, Any]]:
-        for api in _paginated(self._apis, "get_apis", "Items"):
+        for api in paginated(self._apis, "get_apis", "Items"):
             if api.get("Name") == name and TAG_KEY in (api.get("Tags") or {}):
                 yield api
 
     def _routes(self, api_id: str) -> list[dict[str, Any]]:
         return sorted(
-            _paginated(self._apis, "get_routes", "Items", ApiId=api_id),
+            paginated(self._apis, "get_routes", "Items", ApiId=api_id),
             key=lambda route: str(route["RouteKey"]),
         )
 
@@ -667,7 +653,7 @@ class HttpApiHandler:
         """The integration the routes send requests to (else the API's first one)."""
         integrations: dict[str, dict[str, Any]] = {
             integration["IntegrationId"]: integration
-            for integration in _paginated(self._apis, "get_integrations", "Items", ApiId=api_id)
+            for integration in paginated(self._apis, "get_integrations", "Items", ApiId=api_id)
         }
         for route in routes:
             target = str(route.get("Target", "")).removeprefix("integrations/")
@@ -678,7 +664,7 @@ class HttpApiHandler:
     def _stages(self, api_id: str) -> dict[str, dict[str, Any]]:
         return {
             stage["StageName"]: stage
-            for stage in _paginated(self._apis, "get_stages", "Items", ApiId=api_id)
+            for stage in paginated(self._apis, "get_stages", "Items", ApiId=api_id)
         }
 
     def _stage_settings(self, api_id: str) -> dict[str, Any] | None:
@@ -776,7 +762,7 @@ class HttpApiHandler:
                 ApiId=api_id, StageName=wanted["name"], **_stage_arguments(wanted)
             )
         except (NotImplementedError, ClientError) as error:
-            if not _lacks_operation(error):
+            if not _lacks_operation(error, endpoint_url=self._apis.meta.endpoint_url):
                 raise
             # Replacing the stage briefly takes the API offline: acceptable only where
             # the endpoint offers nothing better (moto, the local cloud).
@@ -787,7 +773,7 @@ class HttpApiHandler:
         arn = self._api_arn(api["ApiId"])
         if wanted:
             self._apis.tag_resource(ResourceArn=arn, Tags=dict(wanted))
-        stale = _stale_tag_keys(api.get("Tags") or {}, wanted)
+        stale = stale_own_tag_keys(api.get("Tags") or {}, wanted)
         if stale:
             self._apis.untag_resource(ResourceArn=arn, TagKeys=stale)
 
@@ -818,15 +804,19 @@ def _stage_arguments(wanted: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _lacks_operation(error: Exception) -> bool:
+def _lacks_operation(error: Exception, *, endpoint_url: str | None) -> bool:
     """Whether the endpoint does not implement the call (moto), rather than refusing it.
 
-    AWS always names its errors; a bare numeric code is a server that failed on a request
-    it did not know, which is how a moto server answers an operation it lacks.
+    moto in process raises ``NotImplementedError``. A moto server answers HTTP 500 with no
+    AWS error code, which botocore reports as code "500"; from AWS itself that is an
+    outage, so it counts only from an endpoint that is not an AWS host.
     """
     if isinstance(error, NotImplementedError):
         return True
-    return _code(error).isdigit()
+    if not isinstance(error, ClientError) or not is_error(error, ("500",)):
+        return False
+    host = urlsplit(endpoint_url or "").hostname
+    return host is not None and not host.endswith(_AWS_HOST_SUFFIXES)
 
 
 # Shared --------------------------------------------------------------------------------
@@ -842,43 +832,8 @@ def _converge(
     """
     observed = handler.read(resource.name)
     if observed is None:
-        raise InfraError(f"{resource.label} exists but cannot be read back", hint=_RERUN)
-    for setting, wanted in resolved(resource.settings, refs).items():
+        raise InfraError(f"{resource.label} exists but cannot be read back", hint=RUN_AGAIN)
+    for setting, wanted in settings_of(resource, refs).items():
         if observed.settings.get(setting) != wanted:
             handler.update(resource, setting, refs)
     return observed.outputs
-
-
-def _paginated(client: Any, operation: str, key: str, **arguments: Any) -> Iterator[Any]:
-    for page in client.get_paginator(operation).paginate(**arguments):
-        yield from page.get(key, [])
-
-
-def _code(error: Any) -> str:
-    return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
-
-
-def _message(error: Any) -> str:
-    return str(getattr(error, "response", {}).get("Error", {}).get("Message", ""))
-
-
-def _tag_dict(tags: Iterator[Mapping[str, str]]) -> dict[str, str]:
-    return {tag["Key"]: tag["Value"] for tag in tags}
-
-
-def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
-    return [{"Key": key, "Value": value} for key, value in tags.items()]
-
-
-def _user_tags(tags: Mapping[str, str]) -> dict[str, str]:
-    """Tags as compared with the desired ones: AWS's own ``aws:`` tags are not ours."""
-    return {key: value for key, value in tags.items() if not key.startswith(_AWS_TAGS)}
-
-
-def _stale_tag_keys(live: Mapping[str, str], wanted: Mapping[str, str]) -> list[str]:
-    """Tag keys to remove: ours (``imgcli:``) that are no longer wanted; others stay."""
-    return sorted(key for key in live if key.startswith(_OUR_TAGS) and key not in wanted)
-
-
-def _unknown_setting(resource: Resource, setting: str) -> InfraError:
-    return InfraError(f"{resource.label} has no setting {setting!r} bootstrap can change")

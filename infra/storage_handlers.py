@@ -5,15 +5,16 @@ functions' log groups and the bucket's notification to the save function.
 setting, delete); this module answers it for the kinds that hold data or configure where
 data goes. Each class owns every call for its kind, so each AWS quirk sits behind one
 intention-named method, and every wait or retry uses the injected ``sleep`` with a bound
-(``Patience``), after which an ``InfraError`` says what to do.
+(``infra.aws_support.Patience``), after which an ``InfraError`` says what to do.
 
 ``read`` returns settings in exactly the canonical form of ``infra.resources``, so an
 up-to-date resource compares equal and a second bootstrap plans nothing. What that takes:
 
-* **Tags**: a ``tags`` setting means *imgcli's own tags* (keys ``imgcli:*``). Others may tag
-  our resources too; those tags are neither reported by ``read`` (they would make every
-  plan differ) nor ever removed. S3's PutBucketTagging replaces the whole set, so the
-  bucket's tags are merged with the foreign ones before writing.
+* **Tags**: a ``tags`` setting means *imgcli's own tags* (keys ``imgcli:*``, see
+  ``infra.aws_support``). Others may tag our resources too; those tags are neither
+  reported by ``read`` (they would make every plan differ) nor ever removed. S3's
+  PutBucketTagging replaces the whole set, so the bucket's tags are merged with the
+  foreign ones before writing.
 * **Table**: DynamoDB omits ``BillingModeSummary`` for tables that were always provisioned,
   so a missing summary reads as ``PROVISIONED``. A schema cannot be changed in place (keys,
   indexes): ``update`` refuses rather than silently recreating a table full of records.
@@ -33,8 +34,9 @@ up-to-date resource compares equal and a second bootstrap plans nothing. What th
   ``OperationAborted`` for a while: retried. Each missing configuration
   (``NoSuchBucketPolicy``, ``NoSuchLifecycleConfiguration``, ...) reads as ``None``, so the
   planner puts it. The policy is compared as parsed JSON; lifecycle rules are normalised
-  (empty values dropped, a missing, empty or legacy top-level prefix becomes
-  ``Filter: {"Prefix": ""}``) because S3 and moto return them in more than one form.
+  (empty values dropped, ``ExpiredObjectDeleteMarker: false`` dropped as the default it
+  is, a missing, empty or legacy top-level prefix becomes ``Filter: {"Prefix": ""}``)
+  because S3 and moto return them in more than one form.
 * **Emptying a bucket**: every object version and delete marker goes, page by page, each
   page re-listed from the start rather than continued from a marker: the listing changes
   under the deletes (moto even ends a marker-continued listing early once the marker's
@@ -51,7 +53,12 @@ up-to-date resource compares equal and a second bootstrap plans nothing. What th
   500 otherwise) wants ``prefix``/``suffix``, so they are lower-cased before writing.
   Writing validates every destination in it: on create and update that is wanted (it
   proves the Lambda permission exists), but removing ours skips validation, so someone
-  else's stale destination cannot block destroy. The planner's ``read``/``delete`` only
+  else's stale destination cannot block destroy. Right after AddPermission, S3 may still
+  fail to validate ours (``InvalidArgument`` "Unable to validate the following
+  destination configurations") until the function's policy has propagated: retried for
+  about half a minute. A bucket this account may not read (AccessDenied: someone else's,
+  which destroy meets before the bucket handler says so) holds nothing of ours: ``read``
+  finds no entry and ``delete`` has nothing to do. The planner's ``read``/``delete`` only
   know the bucket's name, so imgcli's entry is the one whose Id has the shape
   ``StackNames.notification_id`` gives (``imgcli-<stack>-index-images``); a bucket
   belongs to one stack, so there is at most one.
@@ -63,11 +70,28 @@ import json
 import re
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from botocore.exceptions import ClientError
 
+from infra.aws_support import (
+    OWN_TAG_PREFIX,
+    RUN_AGAIN,
+    ClientFactory,
+    Patience,
+    absent_on,
+    error_message,
+    is_error,
+    own_tags,
+    paginated,
+    retry_while,
+    settings_of,
+    stale_own_tag_keys,
+    tag_dict,
+    tag_list,
+    unknown_setting,
+    wait_until,
+)
 from infra.handlers import (
     BucketNameTaken,
     BucketNotEmpty,
@@ -75,15 +99,10 @@ from infra.handlers import (
     Observed,
     ResourceHandler,
     Sleep,
-    resolved,
 )
-from infra.names import TAG_KEY
 from infra.resources import Kind, Resource
 
 T = TypeVar("T")
-
-#: Tag keys with this prefix are imgcli's; every other key belongs to someone else.
-OWN_TAG_PREFIX: Final = TAG_KEY.partition(":")[0] + ":"
 
 #: The queue attributes imgcli sets, hence the ones ``QueueHandler.read`` reports.
 QUEUE_ATTRIBUTES: Final = ("MessageRetentionPeriod", "SqsManagedSseEnabled")
@@ -94,115 +113,18 @@ OWN_NOTIFICATION_ID: Final = re.compile(r"imgcli-[a-z0-9-]+-index-images")
 #: The most keys one DeleteObjects call (and one ListObjectVersions page) takes.
 S3_BATCH_LIMIT: Final = 1000
 
-RUN_BOOTSTRAP: Final = "run `imgcli bootstrap` to create it"
 ANOTHER_STACK_NAME: Final = (
     "choose another stack name with --stack or IMGCLI_STACK: the bucket name follows it"
 )
 
-QUEUE_URL: Final = "queue_url"
-QUEUE_ARN: Final = "queue_arn"
-
-
-@dataclass(frozen=True)
-class Patience:
-    """How long to wait for AWS: at most ``attempts`` tries, ``delay_s`` seconds apart."""
-
-    delay_s: float
-    attempts: int
-
-    @property
-    def total_s(self) -> float:
-        return self.delay_s * (self.attempts - 1)
-
-
 #: An on-demand table with one index is usually ACTIVE within a minute; allow five.
-TABLE_PATIENCE: Final = Patience(delay_s=2.0, attempts=151)
+TABLE_PATIENCE: Final = Patience(delay_s=2.0, total_s=300.0)
 #: SQS blocks a deleted queue's name for 60 s.
-QUEUE_NAME_PATIENCE: Final = Patience(delay_s=10.0, attempts=8)
+QUEUE_NAME_PATIENCE: Final = Patience(delay_s=10.0, total_s=70.0)
 #: S3's "conflicting operation" after a same-named bucket was deleted lasts seconds to minutes.
-BUCKET_CONFLICT_PATIENCE: Final = Patience(delay_s=5.0, attempts=25)
-
-
-# Shared helpers ------------------------------------------------------------------------
-
-
-def error_codes(error: ClientError) -> set[str]:
-    """Every code AWS gave the error (SQS's JSON protocol adds its older query code)."""
-    details = error.response.get("Error", {})
-    return {details.get("Code", ""), details.get("QueryErrorCode", "")} - {""}
-
-
-def is_error(error: ClientError, codes: Collection[str]) -> bool:
-    return bool(error_codes(error) & set(codes))
-
-
-def absent_on(codes: Collection[str], call: Callable[[], T]) -> T | None:
-    """``call()``, or ``None`` when AWS says the thing it reads does not exist."""
-    try:
-        return call()
-    except ClientError as error:
-        if is_error(error, codes):
-            return None
-        raise
-
-
-def wait_until(done: Callable[[], bool], *, patience: Patience, sleep: Sleep, what: str) -> None:
-    """Polls ``done`` until it is true, or raises ``InfraError`` once patience runs out."""
-    for attempt in range(1, patience.attempts + 1):
-        if done():
-            return
-        if attempt < patience.attempts:
-            sleep(patience.delay_s)
-    raise InfraError(
-        f"gave up waiting for {what} after {patience.total_s:.0f} s",
-        hint="run the command again to carry on from here",
-    )
-
-
-def retry_while(
-    codes: Collection[str], call: Callable[[], T], *, patience: Patience, sleep: Sleep, what: str
-) -> T:
-    """``call()``, retried while AWS answers one of ``codes`` (a transient refusal)."""
-    refusal: ClientError | None = None
-    for attempt in range(patience.attempts):
-        if attempt:
-            sleep(patience.delay_s)
-        try:
-            return call()
-        except ClientError as error:
-            if not is_error(error, codes):
-                raise
-            refusal = error
-    raise InfraError(
-        f"{what}: AWS still refuses after {patience.total_s:.0f} s ({refusal})",
-        hint="try again in a few minutes",
-    ) from refusal
-
-
-def own_tags(tags: Mapping[str, str]) -> dict[str, str]:
-    """The tags imgcli manages; the rest belong to whoever added them."""
-    return {k: v for k, v in tags.items() if k.startswith(OWN_TAG_PREFIX)}
-
-
-def stale_own_tag_keys(current: Mapping[str, str], wanted: Mapping[str, str]) -> list[str]:
-    """imgcli's keys that are set but no longer wanted (never anyone else's keys)."""
-    return sorted(k for k in own_tags(current) if k not in wanted)
-
-
-def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in tags.items()]
-
-
-def tag_dict(tags: Sequence[Mapping[str, str]]) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in tags}
-
-
-def settings_of(resource: Resource, refs: Mapping[str, str]) -> dict[str, Any]:
-    return dict(resolved(resource.settings, refs))
-
-
-def unknown_setting(resource: Resource, setting: str) -> InfraError:
-    return InfraError(f"{resource.label} has no setting {setting!r} imgcli can update")
+BUCKET_CONFLICT_PATIENCE: Final = Patience(delay_s=5.0, total_s=120.0)
+#: A Lambda permission just added reaches S3's destination check within seconds.
+NOTIFICATION_VALIDATION_PATIENCE: Final = Patience(delay_s=1.0, max_delay_s=5.0, total_s=30.0)
 
 
 # Table ---------------------------------------------------------------------------------
@@ -311,7 +233,9 @@ class TableHandler:
     def _is_active(self, name: str) -> bool:
         table = self._describe(name)
         if table is None:
-            raise InfraError(f"table {name} disappeared while imgcli was waiting for it")
+            raise InfraError(
+                f"table {name} disappeared while imgcli was waiting for it", hint=RUN_AGAIN
+            )
         return bool(table["TableStatus"] == "ACTIVE")
 
     def _wait_until_active(self, name: str) -> None:
@@ -362,7 +286,7 @@ class TableHandler:
     def _set_tags(self, name: str, wanted: Mapping[str, str]) -> None:
         table = self._describe(name)
         if table is None:
-            raise InfraError(f"table {name} does not exist", hint=RUN_BOOTSTRAP)
+            raise InfraError(f"table {name} does not exist", hint=RUN_AGAIN)
         arn = table["TableArn"]
         stale = stale_own_tag_keys(self._tags(arn), wanted)
         if wanted:
@@ -398,29 +322,29 @@ class QueueHandler:
         url = self._url(name)
         if url is None:
             return None
-        attributes = self._get_attributes(url, [*self._attributes, "QueueArn"])
+        attributes = self._get_attributes(url, self._attributes)
         tags = self._client.list_queue_tags(QueueUrl=url).get("Tags", {})
         return Observed(
             {
                 "attributes": {k: attributes[k] for k in self._attributes if k in attributes},
                 "tags": own_tags(tags),
-            },
-            {QUEUE_URL: url, QUEUE_ARN: attributes["QueueArn"]},
+            }
         )
 
     def create(self, resource: Resource, refs: Mapping[str, str]) -> Mapping[str, str]:
         settings = settings_of(resource, refs)
         try:
-            url = retry_while(
-                _QUEUE_NAME_BLOCKED,
+            retry_while(
+                lambda error: is_error(error, _QUEUE_NAME_BLOCKED),
                 lambda: self._client.create_queue(
                     QueueName=resource.name,
                     Attributes=settings["attributes"],
                     tags=settings["tags"],
-                )["QueueUrl"],
+                ),
                 patience=self._patience,
                 sleep=self._sleep,
                 what=f"creating queue {resource.name} (SQS blocks a deleted queue's name for 60 s)",
+                hint=f"wait a minute, then {RUN_AGAIN}",
             )
         except ClientError as error:
             # It exists with other attributes: converge it instead.
@@ -429,14 +353,13 @@ class QueueHandler:
             url = self._client.get_queue_url(QueueName=resource.name)["QueueUrl"]
             self._client.set_queue_attributes(QueueUrl=url, Attributes=settings["attributes"])
             self._set_tags(url, settings["tags"])
-        arn = self._get_attributes(url, ["QueueArn"])["QueueArn"]
-        return {QUEUE_URL: url, QUEUE_ARN: arn}
+        return {}
 
     def update(self, resource: Resource, setting: str, refs: Mapping[str, str]) -> None:
         value = settings_of(resource, refs)[setting]
         url = self._url(resource.name)
         if url is None:
-            raise InfraError(f"{resource.label} does not exist", hint=RUN_BOOTSTRAP)
+            raise InfraError(f"{resource.label} does not exist", hint=RUN_AGAIN)
         if setting == "attributes":
             self._client.set_queue_attributes(QueueUrl=url, Attributes=value)
         elif setting == "tags":
@@ -496,7 +419,13 @@ def canonical_lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
 
     A rule for every object can come back with ``Filter: {"Prefix": ""}``, ``Filter: {}``,
     no filter at all, or the legacy top-level ``Prefix``; all of them mean the same.
+    ``Expiration: {"ExpiredObjectDeleteMarker": true}`` is kept exactly; ``false`` is what
+    leaving it out means, and goes (with the ``Expiration`` it leaves empty).
     """
+    expiration = rule.get("Expiration")
+    if isinstance(expiration, Mapping) and expiration.get("ExpiredObjectDeleteMarker") is False:
+        expiration = {k: v for k, v in expiration.items() if k != "ExpiredObjectDeleteMarker"}
+        rule = {**rule, "Expiration": expiration}
     canonical = _without_empty(rule)
     legacy_prefix = canonical.pop("Prefix", "")
     if "Filter" not in canonical:
@@ -616,11 +545,12 @@ class BucketHandler:
             request["CreateBucketConfiguration"] = {"LocationConstraint": self._region}
         try:
             retry_while(
-                ("OperationAborted",),
+                lambda error: is_error(error, ("OperationAborted",)),
                 lambda: self._client.create_bucket(**request),
                 patience=self._patience,
                 sleep=self._sleep,
                 what=f"creating bucket {name} (a bucket of that name was deleted moments ago)",
+                hint=f"wait a few minutes, then {RUN_AGAIN}",
             )
         except ClientError as error:
             if is_error(error, ("BucketAlreadyExists",)):
@@ -778,10 +708,8 @@ class BucketHandler:
             )
 
     def _abort_multipart_uploads(self, name: str) -> None:
-        paginator = self._client.get_paginator("list_multipart_uploads")
-        for page in paginator.paginate(Bucket=name):
-            for upload in page.get("Uploads", []):
-                self._abort_upload(name, upload["Key"], upload["UploadId"])
+        for upload in paginated(self._client, "list_multipart_uploads", "Uploads", Bucket=name):
+            self._abort_upload(name, upload["Key"], upload["UploadId"])
 
     def _abort_upload(self, name: str, key: str, upload_id: str) -> None:
         absent_on(
@@ -833,11 +761,11 @@ class LogGroupHandler:
         absent_on(_LOG_GROUP_MISSING, lambda: self._client.delete_log_group(logGroupName=name))
 
     def _find(self, name: str) -> dict[str, Any] | None:
-        paginator = self._client.get_paginator("describe_log_groups")
-        for page in paginator.paginate(logGroupNamePrefix=name):
-            for group in page.get("logGroups", []):
-                if group["logGroupName"] == name:
-                    return dict(group)
+        for group in paginated(
+            self._client, "describe_log_groups", "logGroups", logGroupNamePrefix=name
+        ):
+            if group["logGroupName"] == name:
+                return dict(group)
         return None
 
     @staticmethod
@@ -854,7 +782,7 @@ class LogGroupHandler:
     def _set_tags(self, name: str, wanted: Mapping[str, str]) -> None:
         group = self._find(name)
         if group is None:
-            raise InfraError(f"log group {name} does not exist", hint=RUN_BOOTSTRAP)
+            raise InfraError(f"log group {name} does not exist", hint=RUN_AGAIN)
         arn = self._arn(group)
         current = self._client.list_tags_for_resource(resourceArn=arn).get("tags", {})
         stale = stale_own_tag_keys(current, wanted)
@@ -867,20 +795,35 @@ class LogGroupHandler:
 # Notification --------------------------------------------------------------------------
 
 _LAMBDA_CONFIGURATIONS: Final = "LambdaFunctionConfigurations"
+_UNVALIDATED_DESTINATION: Final = "Unable to validate the following destination configurations"
 
 
 def is_own_notification(entry: Mapping[str, Any]) -> bool:
     return OWN_NOTIFICATION_ID.fullmatch(str(entry.get("Id", ""))) is not None
 
 
+def is_unvalidated_destination(error: ClientError) -> bool:
+    """S3 could not (yet) check a destination: for ours, the permission is still propagating."""
+    invalid = is_error(error, ("InvalidArgument",))
+    return invalid and _UNVALIDATED_DESTINATION in error_message(error)
+
+
 class NotificationHandler:
     """imgcli's entry in the bucket's notification configuration, and nothing else of it."""
 
-    def __init__(self, client: Any):
+    def __init__(
+        self,
+        client: Any,
+        *,
+        sleep: Sleep,
+        patience: Patience = NOTIFICATION_VALIDATION_PATIENCE,
+    ):
         self._client = client
+        self._sleep = sleep
+        self._patience = patience
 
     def read(self, name: str) -> Observed | None:
-        configuration = self._configuration(name)
+        configuration = self._configuration_if_ours(name)
         ours = [
             e
             for e in (configuration or {}).get(_LAMBDA_CONFIGURATIONS, [])
@@ -906,7 +849,7 @@ class NotificationHandler:
         self._put_ours(resource, settings_of(resource, refs))
 
     def delete(self, name: str, *, delete_images: bool) -> None:
-        configuration = self._configuration(name)
+        configuration = self._configuration_if_ours(name)
         if configuration is None:
             return
         entries = configuration.get(_LAMBDA_CONFIGURATIONS, [])
@@ -921,6 +864,7 @@ class NotificationHandler:
         )
 
     def _configuration(self, bucket: str) -> dict[str, Any] | None:
+        """The bucket's whole notification configuration; ``None`` if there is no bucket."""
         response = absent_on(
             ("NoSuchBucket",),
             lambda: self._client.get_bucket_notification_configuration(Bucket=bucket),
@@ -929,12 +873,17 @@ class NotificationHandler:
             return None
         return {k: v for k, v in response.items() if k != "ResponseMetadata"}
 
+    def _configuration_if_ours(self, bucket: str) -> dict[str, Any] | None:
+        """As ``_configuration``, but ``None`` too for a bucket this account may not read:
+        someone else's bucket holds no entry of ours, and destroy must not stop there."""
+        return absent_on(_BUCKET_FORBIDDEN, lambda: self._configuration(bucket))
+
     def _put_ours(self, resource: Resource, settings: Mapping[str, Any]) -> None:
         configuration = self._configuration(resource.name)
         if configuration is None:
             raise InfraError(
                 f"bucket {resource.name} does not exist, so it cannot notify the save function",
-                hint=RUN_BOOTSTRAP,
+                hint=RUN_AGAIN,
             )
         ours = {
             "Id": settings["id"],
@@ -954,7 +903,15 @@ class NotificationHandler:
         configuration[_LAMBDA_CONFIGURATIONS] = entries
         # S3 validates every destination here, ours included: that proves the Lambda
         # permission for S3 exists before the bucket relies on it.
-        self._put(resource.name, configuration, skip_destination_validation=False)
+        retry_while(
+            is_unvalidated_destination,
+            lambda: self._put(resource.name, configuration, skip_destination_validation=False),
+            patience=self._patience,
+            sleep=self._sleep,
+            what=f"saving the notification of bucket {resource.name} to {settings['function_arn']}",
+            hint="check that the function exists and its resource policy lets S3 invoke it, "
+            f"and that every other destination of the bucket still exists; then {RUN_AGAIN}",
+        )
 
     def _put(
         self, bucket: str, configuration: Mapping[str, Any], *, skip_destination_validation: bool
@@ -970,7 +927,7 @@ class NotificationHandler:
 
 
 def storage_handlers(
-    client: Callable[[str], Any], *, region: str, sleep: Sleep = time.sleep
+    client: ClientFactory, *, region: str, sleep: Sleep = time.sleep
 ) -> dict[Kind, ResourceHandler]:
     """The handlers for the storage kinds, each with its client and the shared ``sleep``."""
     s3 = client("s3")
@@ -979,5 +936,5 @@ def storage_handlers(
         Kind.QUEUE: QueueHandler(client("sqs"), sleep=sleep),
         Kind.BUCKET: BucketHandler(s3, region=region, sleep=sleep),
         Kind.LOG_GROUP: LogGroupHandler(client("logs")),
-        Kind.NOTIFICATION: NotificationHandler(s3),
+        Kind.NOTIFICATION: NotificationHandler(s3, sleep=sleep),
     }

@@ -19,11 +19,12 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
+from infra.aws_support import Patience
 from infra.compute_handlers import (
     ROLE_PROPAGATION,
-    Backoff,
     FunctionHandler,
     HttpApiHandler,
     PermissionHandler,
@@ -115,8 +116,7 @@ def test_role_round_trip(handlers: dict[Kind, ResourceHandler], sleeps: Sleeps) 
     role = desired(Kind.ROLE)[0]
     assert roles.read(role.name) is None
 
-    outputs = roles.create(role, {})
-    assert outputs["role_arn"] == NAMES.role_arn(role.name)
+    assert roles.create(role, {}) == {}
     assert_reads_back(roles, role, {})
 
     policy = role.settings["policies"]["imgcli"]
@@ -134,9 +134,9 @@ def test_role_round_trip(handlers: dict[Kind, ResourceHandler], sleeps: Sleeps) 
     iam.tag_role(RoleName=role.name, Tags=[{"Key": "imgcli:old", "Value": "x"}])
     iam.tag_role(RoleName=role.name, Tags=[{"Key": "team", "Value": "photos"}])
     roles.update(role, "tags", {})
-    observed = roles.read(role.name)
-    assert observed is not None
-    assert observed.settings["tags"] == {**role.settings["tags"], "team": "photos"}
+    assert_reads_back(roles, role, {})
+    live = iam.list_role_tags(RoleName=role.name)["Tags"]
+    assert {t["Key"]: t["Value"] for t in live} == {**role.settings["tags"], "team": "photos"}
 
     trust = json.loads(json.dumps(role.settings["trust_policy"]))
     trust["Statement"][0]["Condition"]["StringEquals"]["aws:SourceAccount"] = "999999999999"
@@ -159,8 +159,7 @@ def test_creating_an_existing_role_converges_it(handlers: dict[Kind, ResourceHan
     boto3.client("iam", region_name=REGION).create_role(
         RoleName=role.name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
     )
-    outputs = roles.create(role, {})
-    assert outputs["role_arn"] == NAMES.role_arn(role.name)
+    assert roles.create(role, {}) == {}
     assert_reads_back(roles, role, {})
 
 
@@ -180,8 +179,7 @@ def test_function_round_trip(handlers: dict[Kind, ResourceHandler], sleeps: Slee
     assert "async_invoke" in save.settings and "async_invoke" not in retrieve.settings
     for function in (save, retrieve):
         assert functions.read(function.name) is None
-        outputs = functions.create(function, refs)
-        assert outputs["function_arn"] == NAMES.function_arn(function.name)
+        assert functions.create(function, refs) == {}
         assert_reads_back(functions, function, refs)
 
     # The digest the stack compares is the one Lambda (here moto) reports.
@@ -229,8 +227,7 @@ def test_creating_an_existing_function_updates_what_differs(
     functions = handlers[Kind.FUNCTION]
     save = desired(Kind.FUNCTION)[0]
     functions.create(changed(save, "memory_mb", 128), refs)
-    outputs = functions.create(save, refs)
-    assert outputs["function_arn"] == NAMES.function_arn(save.name)
+    assert functions.create(save, refs) == {}
     assert_reads_back(functions, save, refs)
 
 
@@ -342,6 +339,63 @@ def test_an_api_left_half_made_is_completed_by_updates(
     assert_reads_back(handlers[Kind.API], api, {})
 
 
+FOREIGN_TAGS = {"team": "photos"}
+
+
+def api_arn(name: str) -> str:
+    client = boto3.client("apigatewayv2", region_name=REGION)
+    api_id = next(a["ApiId"] for a in client.get_apis()["Items"] if a["Name"] == name)
+    return f"arn:aws:apigateway:{REGION}::/apis/{api_id}"
+
+
+def add_foreign_tags(kind: Kind, name: str) -> None:
+    if kind is Kind.ROLE:
+        boto3.client("iam", region_name=REGION).tag_role(
+            RoleName=name, Tags=[{"Key": k, "Value": v} for k, v in FOREIGN_TAGS.items()]
+        )
+    elif kind is Kind.FUNCTION:
+        boto3.client("lambda", region_name=REGION).tag_resource(
+            Resource=NAMES.function_arn(name), Tags=FOREIGN_TAGS
+        )
+    else:
+        boto3.client("apigatewayv2", region_name=REGION).tag_resource(
+            ResourceArn=api_arn(name), Tags=FOREIGN_TAGS
+        )
+
+
+def all_tags(kind: Kind, name: str) -> dict[str, str]:
+    if kind is Kind.ROLE:
+        tags = boto3.client("iam", region_name=REGION).list_role_tags(RoleName=name)["Tags"]
+        return {t["Key"]: t["Value"] for t in tags}
+    if kind is Kind.FUNCTION:
+        function = boto3.client("lambda", region_name=REGION).get_function(FunctionName=name)
+        return dict(function["Tags"])
+    client = boto3.client("apigatewayv2", region_name=REGION)
+    return dict(client.get_tags(ResourceArn=api_arn(name))["Tags"])
+
+
+@pytest.mark.parametrize("kind", [Kind.ROLE, Kind.FUNCTION, Kind.API])
+def test_tags_others_added_are_neither_reported_nor_removed(
+    handlers: dict[Kind, ResourceHandler], kind: Kind
+) -> None:
+    refs: dict[str, str] = {}
+    if kind is Kind.FUNCTION:
+        create_all(handlers, Kind.ROLE, refs)
+    resource = desired(kind)[0]
+    handler = handlers[kind]
+    refs.update(handler.create(resource, refs))
+    add_foreign_tags(kind, resource.name)
+
+    observed = handler.read(resource.name)
+    assert observed is not None
+    assert observed.settings == resolved(resource.settings, refs)  # nothing to plan
+
+    more = {**resource.settings["tags"], "imgcli:extra": "yes"}
+    handler.update(changed(resource, "tags", more), "tags", refs)
+    handler.update(resource, "tags", refs)
+    assert all_tags(kind, resource.name) == {**resource.settings["tags"], **FOREIGN_TAGS}
+
+
 # Stubbed: retries, waits and call order -------------------------------------------------
 
 SAVE = desired(Kind.FUNCTION)[0]
@@ -420,8 +474,7 @@ def test_create_function_retries_while_the_role_propagates_then_waits_for_active
         },
         {"FunctionName": SAVE.name},
     )
-    outputs = FunctionHandler(client, sleep=sleeps).create(SAVE, {})
-    assert outputs == {"function_arn": FUNCTION_ARN}
+    assert FunctionHandler(client, sleep=sleeps).create(SAVE, {}) == {}
     assert sleeps == [1, 2, 1]  # two propagation retries, one poll while Pending
 
 
@@ -432,10 +485,13 @@ def test_role_propagation_retries_are_bounded(
     retries = list(ROLE_PROPAGATION.delays())
     for _ in range(len(retries) + 1):
         expect_create_function(stubber, error=ROLE_ERROR)
-    with pytest.raises(InfraError, match=r"cannot use role .* after 60 s"):
+    with pytest.raises(
+        InfraError, match=r"cannot use role .*: AWS still refuses after 55 s .*cannot be assumed"
+    ) as gave_up:
         FunctionHandler(client, sleep=sleeps).create(SAVE, {})
     assert sleeps == retries == [1, 2, 4, 8, 10, 10, 10, 10]
-    assert sum(sleeps) <= ROLE_PROPAGATION.total
+    assert sum(sleeps) <= ROLE_PROPAGATION.total_s
+    assert "trusts lambda.amazonaws.com" in str(gave_up.value.hint)
 
 
 def test_other_invalid_parameters_are_not_retried(
@@ -453,9 +509,84 @@ def test_waiting_for_active_is_bounded(lambda_stub: tuple[Any, Stubber], sleeps:
     expect_create_function(stubber)
     for _ in range(4):  # 1 + 2 + 4 = 7 s allowed: three sleeps, four looks
         expect_configuration(stubber, State="Pending")
-    handler = FunctionHandler(client, sleep=sleeps, settling=Backoff(first=1, cap=4, total=10))
+    handler = FunctionHandler(
+        client, sleep=sleeps, settling=Patience(delay_s=1, max_delay_s=4, total_s=10)
+    )
     with pytest.raises(InfraError, match=r"gave up after 7 s waiting for function .* Active"):
         handler.create(SAVE, {})
+    assert sleeps == [1, 2, 4]
+
+
+SEND_MESSAGE_ERROR = (
+    "The function's execution role does not have permissions to call SendMessage on "
+    f"{NAMES.failure_queue_arn}"
+)
+
+
+def test_async_invoke_config_retries_while_the_send_message_permission_propagates(
+    lambda_stub: tuple[Any, Stubber], sleeps: Sleeps
+) -> None:
+    client, stubber = lambda_stub
+    async_invoke = SAVE.settings["async_invoke"]
+    put = {
+        "FunctionName": SAVE.name,
+        "MaximumRetryAttempts": async_invoke["MaximumRetryAttempts"],
+        "MaximumEventAgeInSeconds": async_invoke["MaximumEventAgeInSeconds"],
+        "DestinationConfig": {"OnFailure": {"Destination": async_invoke["OnFailure"]}},
+    }
+    for _ in range(2):
+        stubber.add_client_error(
+            "put_function_event_invoke_config",
+            "InvalidParameterValueException",
+            SEND_MESSAGE_ERROR,
+            expected_params=put,
+        )
+    stubber.add_response("put_function_event_invoke_config", {}, put)
+    stubber.add_response(
+        "get_function_event_invoke_config",
+        {key: value for key, value in put.items() if key != "FunctionName"},
+        {"FunctionName": SAVE.name},
+    )
+    FunctionHandler(client, sleep=sleeps).update(SAVE, "async_invoke", {})
+    assert sleeps == [1, 2]
+
+
+def test_configuration_update_retries_while_a_new_role_propagates(
+    lambda_stub: tuple[Any, Stubber], sleeps: Sleeps
+) -> None:
+    client, stubber = lambda_stub
+    new_role = NAMES.role_arn("imgcli-t1-new-role")
+    update = {"FunctionName": SAVE.name, "Role": new_role}
+    expect_configuration(stubber, State="Active", LastUpdateStatus="Successful")
+    stubber.add_client_error(
+        "update_function_configuration",
+        "InvalidParameterValueException",
+        ROLE_ERROR,
+        expected_params=update,
+    )
+    stubber.add_response(
+        "update_function_configuration", configuration(LastUpdateStatus="InProgress"), update
+    )
+    expect_configuration(stubber, State="Active", LastUpdateStatus="Successful")
+    FunctionHandler(client, sleep=sleeps).update(
+        changed(SAVE, "role_arn", new_role), "role_arn", {}
+    )
+    assert sleeps == [1]
+
+
+def test_waiting_for_an_update_to_finish_is_bounded(
+    lambda_stub: tuple[Any, Stubber], sleeps: Sleeps
+) -> None:
+    client, stubber = lambda_stub
+    for _ in range(4):  # 1 + 2 + 4 = 7 s allowed: three sleeps, four looks
+        expect_configuration(stubber, State="Active", LastUpdateStatus="InProgress")
+    handler = FunctionHandler(
+        client, sleep=sleeps, settling=Patience(delay_s=1, max_delay_s=4, total_s=10)
+    )
+    with pytest.raises(
+        InfraError, match=r"gave up after 7 s waiting for the update of function .* to finish"
+    ):
+        handler.update(changed(SAVE, "memory_mb", 2048), "memory_mb", {})
     assert sleeps == [1, 2, 4]
 
 
@@ -584,38 +715,59 @@ def test_role_delete_of_a_missing_role_is_done() -> None:
         RoleHandler(client).delete("gone", delete_images=False)
 
 
-def test_stage_update_falls_back_to_replacing_only_where_update_stage_is_missing() -> None:
-    client = boto3.client("apigatewayv2", region_name=REGION)
-    (api,) = desired(Kind.API)
-    stage = api.settings["stage"]
-    api_item = {
-        "ApiId": "abc",
-        "Name": api.name,
-        "Tags": api.settings["tags"],
-        "ProtocolType": "HTTP",
-        "RouteSelectionExpression": "$request.method $request.path",
-    }
-    stage_args = {
-        "ApiId": "abc",
-        "StageName": "$default",
-        "AutoDeploy": True,
-        "DefaultRouteSettings": {"ThrottlingBurstLimit": 100, "ThrottlingRateLimit": 50.0},
-    }
-    with Stubber(client) as stubber:
-        stubber.add_response("get_apis", {"Items": [api_item]}, {})
-        stubber.add_response("get_stages", {"Items": [{"StageName": "$default"}]}, {"ApiId": "abc"})
-        stubber.add_client_error(
-            "update_stage", "500", "Internal Server Error", 500, expected_params=stage_args
-        )
-        stubber.add_response("delete_stage", {}, {"ApiId": "abc", "StageName": "$default"})
-        stubber.add_response("create_stage", {}, stage_args)
-        HttpApiHandler(client).update(api, "stage", {})
+API = desired(Kind.API)[0]
+API_ITEM = {
+    "ApiId": "abc",
+    "Name": API.name,
+    "Tags": API.settings["tags"],
+    "ProtocolType": "HTTP",
+    "RouteSelectionExpression": "$request.method $request.path",
+}
+STAGE_ARGS = {
+    "ApiId": "abc",
+    "StageName": "$default",
+    "AutoDeploy": True,
+    "DefaultRouteSettings": {"ThrottlingBurstLimit": 100, "ThrottlingRateLimit": 50.0},
+}
 
-        stubber.add_response("get_apis", {"Items": [api_item]}, {})
-        stubber.add_response("get_stages", {"Items": [{"StageName": "$default"}]}, {"ApiId": "abc"})
-        stubber.add_client_error("update_stage", "TooManyRequestsException", "slow down", 429)
-        with pytest.raises(Exception, match="slow down"):
-            HttpApiHandler(client).update(changed(api, "stage", stage), "stage", {})
+
+def expect_stage_update(stubber: Stubber, *, code: str, status: int) -> None:
+    stubber.add_response("get_apis", {"Items": [API_ITEM]}, {})
+    stubber.add_response("get_stages", {"Items": [{"StageName": "$default"}]}, {"ApiId": "abc"})
+    stubber.add_client_error(
+        "update_stage", code, "Internal Server Error", status, expected_params=STAGE_ARGS
+    )
+
+
+def test_a_moto_server_without_update_stage_gets_the_stage_replaced() -> None:
+    # A moto server answers an operation it lacks with a 500 that names no AWS error.
+    client = boto3.client("apigatewayv2", region_name=REGION, endpoint_url="http://127.0.0.1:5000")
+    with Stubber(client) as stubber:
+        expect_stage_update(stubber, code="500", status=500)
+        stubber.add_response("delete_stage", {}, {"ApiId": "abc", "StageName": "$default"})
+        stubber.add_response("create_stage", {}, STAGE_ARGS)
+        HttpApiHandler(client).update(API, "stage", {})
+        stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "cn-north-1"])
+def test_a_500_from_aws_never_replaces_the_live_stage(region: str) -> None:
+    client = boto3.client("apigatewayv2", region_name=region)
+    assert client.meta.endpoint_url.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+    with Stubber(client) as stubber:
+        expect_stage_update(stubber, code="500", status=500)
+        with pytest.raises(ClientError, match=r"\(500\)"):
+            HttpApiHandler(client).update(API, "stage", {})
+        stubber.assert_no_pending_responses()  # and no delete_stage or create_stage
+
+
+@pytest.mark.parametrize("code", ["503", "TooManyRequestsException"])
+def test_other_stage_update_errors_are_raised_even_off_aws(code: str) -> None:
+    client = boto3.client("apigatewayv2", region_name=REGION, endpoint_url="http://127.0.0.1:5000")
+    with Stubber(client) as stubber:
+        expect_stage_update(stubber, code=code, status=503 if code == "503" else 429)
+        with pytest.raises(ClientError):
+            HttpApiHandler(client).update(API, "stage", {})
         stubber.assert_no_pending_responses()
 
 

@@ -14,18 +14,20 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
+from infra.aws_support import Patience
 from infra.handlers import BucketNameTaken, BucketNotEmpty, InfraError
 from infra.names import StackNames
+from infra.plan import plan_destroy
 from infra.resources import FunctionCode, Kind, Resource, StackOptions, desired_stack
 from infra.storage_handlers import (
+    NOTIFICATION_VALIDATION_PATIENCE,
     OWN_NOTIFICATION_ID,
-    QUEUE_ARN,
     QUEUE_ATTRIBUTES,
-    QUEUE_URL,
     BucketHandler,
-    Patience,
+    NotificationHandler,
     QueueHandler,
     TableHandler,
     canonical_lifecycle_rule,
@@ -97,6 +99,18 @@ SHORTER_NONCURRENT_DAYS = [
     BUCKET_RULES[0],
     {**BUCKET_RULES[1], "NoncurrentVersionExpiration": {"NoncurrentDays": 14}},
 ]
+#: The rule that also removes delete markers left alone once their versions expired.
+EXPIRE_NONCURRENT_AND_MARKERS = {
+    "ID": "expire-noncurrent-versions",
+    "Status": "Enabled",
+    "Filter": {"Prefix": ""},
+    "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+    "Expiration": {"ExpiredObjectDeleteMarker": True},
+}
+KEEPING_DELETE_MARKERS = [
+    BUCKET_RULES[0],
+    {k: v for k, v in EXPIRE_NONCURRENT_AND_MARKERS.items() if k != "Expiration"},
+]
 MORE_OWN_TAGS = {**OWN_TAGS, "imgcli:owner": "ops"}
 
 
@@ -112,6 +126,8 @@ MORE_OWN_TAGS = {**OWN_TAGS, "imgcli:owner": "ops"}
         ),
         (Kind.QUEUE, "tags", MORE_OWN_TAGS),
         (Kind.BUCKET, "lifecycle", SHORTER_NONCURRENT_DAYS),
+        (Kind.BUCKET, "lifecycle", KEEPING_DELETE_MARKERS),
+        (Kind.BUCKET, "lifecycle", [BUCKET_RULES[0], EXPIRE_NONCURRENT_AND_MARKERS]),
         (Kind.BUCKET, "versioning", "Suspended"),
         (Kind.BUCKET, "tags", MORE_OWN_TAGS),
         (Kind.LOG_GROUP, "retention_days", 14),
@@ -200,16 +216,6 @@ def test_table_schema_change_is_refused_not_recreated(handlers: Any) -> None:
     assert handlers[Kind.TABLE].read(resource.name) is not None
 
 
-def test_queue_reports_its_url_and_arn(handlers: Any) -> None:
-    resource = desired(Kind.QUEUE)
-    outputs = handlers[Kind.QUEUE].create(resource, {})
-    assert outputs[QUEUE_ARN] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:{resource.name}"
-    assert outputs[QUEUE_URL].endswith(f"/{ACCOUNT}/{resource.name}")
-    observed = handlers[Kind.QUEUE].read(resource.name)
-    assert observed is not None
-    assert observed.outputs == outputs
-
-
 def test_queue_reads_exactly_the_attributes_the_stack_sets() -> None:
     # read() only knows the name, so this list must follow infra.resources.
     assert set(QUEUE_ATTRIBUTES) == set(desired(Kind.QUEUE).settings["attributes"])
@@ -281,6 +287,58 @@ def test_lifecycle_rules_for_every_object_read_the_same(rule: dict[str, Any]) ->
 def test_legacy_lifecycle_prefix_becomes_a_filter() -> None:
     rule = {"ID": "r", "Status": "Enabled", "Prefix": "raw/"}
     assert canonical_lifecycle_rule(rule)["Filter"] == {"Prefix": "raw/"}
+
+
+@pytest.mark.parametrize(
+    "returned",
+    [
+        # moto 5.2.5, as its XML comes back: Expiration first, then ID, Filter, Status.
+        {
+            "Expiration": {"ExpiredObjectDeleteMarker": True},
+            "ID": "expire-noncurrent-versions",
+            "Filter": {"Prefix": ""},
+            "Status": "Enabled",
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+        },
+        # S3 may give the every-object filter as an empty Filter or a legacy Prefix.
+        {
+            "Expiration": {"ExpiredObjectDeleteMarker": True},
+            "ID": "expire-noncurrent-versions",
+            "Filter": {},
+            "Status": "Enabled",
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+        },
+        {
+            "Expiration": {"ExpiredObjectDeleteMarker": True},
+            "ID": "expire-noncurrent-versions",
+            "Prefix": "",
+            "Status": "Enabled",
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 30, "NewerNoncurrentVersions": None},
+        },
+    ],
+)
+def test_expired_object_delete_marker_reads_back_exactly(returned: dict[str, Any]) -> None:
+    assert canonical_lifecycle_rule(returned) == EXPIRE_NONCURRENT_AND_MARKERS
+
+
+def test_the_stack_expires_lone_delete_markers() -> None:
+    assert {"ExpiredObjectDeleteMarker": True} in [rule.get("Expiration") for rule in BUCKET_RULES]
+    assert [canonical_lifecycle_rule(rule) for rule in BUCKET_RULES] == BUCKET_RULES
+
+
+@pytest.mark.parametrize(
+    ("expiration", "canonical"),
+    [
+        ({"ExpiredObjectDeleteMarker": False}, None),
+        ({"Days": 3, "ExpiredObjectDeleteMarker": False}, {"Days": 3}),
+        ({"Days": 3}, {"Days": 3}),
+    ],
+)
+def test_expired_object_delete_marker_false_reads_as_left_out(
+    expiration: dict[str, Any], canonical: dict[str, Any] | None
+) -> None:
+    rule = {"ID": "r", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": expiration}
+    assert canonical_lifecycle_rule(rule).get("Expiration") == canonical
 
 
 # Notification --------------------------------------------------------------------------
@@ -417,6 +475,108 @@ def test_notification_merge_keeps_eventbridge_and_lowercases_filter_rules() -> N
         stubber.assert_no_pending_responses()
 
 
+def test_notification_of_a_bucket_we_may_not_read_is_none_of_ours() -> None:
+    resource = desired(Kind.NOTIFICATION)
+    s3 = boto3.client("s3", region_name=REGION)
+    handler = NotificationHandler(s3, sleep=never_sleep)
+    with Stubber(s3) as stubber:
+        for _ in range(2):
+            stubber.add_client_error(
+                "get_bucket_notification_configuration",
+                "AccessDenied",
+                "Access Denied",
+                403,
+                expected_params={"Bucket": resource.name},
+            )
+        assert handler.read(resource.name) is None
+        handler.delete(resource.name, delete_images=False)  # and nothing is written
+        stubber.assert_no_pending_responses()
+
+
+def test_destroy_plans_nothing_for_a_bucket_owned_by_someone_else() -> None:
+    # Destroy reads in reverse creation order: the notification first, then the bucket.
+    resources = [desired(Kind.BUCKET), desired(Kind.NOTIFICATION)]
+    s3 = boto3.client("s3", region_name=REGION)
+    handlers = storage_handlers(lambda _: s3, region=REGION, sleep=never_sleep)
+    with Stubber(s3) as stubber:
+        stubber.add_client_error(
+            "get_bucket_notification_configuration", "AccessDenied", "Access Denied", 403
+        )
+        stubber.add_client_error("head_bucket", "403", http_status_code=403)
+        plan = plan_destroy(resources, handlers, delete_images=False)
+        stubber.assert_no_pending_responses()
+    assert plan.steps == ()
+
+
+UNVALIDATED = "Unable to validate the following destination configurations"
+
+
+def expect_notification_put(
+    stubber: Stubber, resource: Resource, *, refusals: int, message: str = UNVALIDATED
+) -> None:
+    stubber.add_response("get_bucket_notification_configuration", {}, {"Bucket": resource.name})
+    put = {
+        "Bucket": resource.name,
+        "NotificationConfiguration": {
+            "LambdaFunctionConfigurations": [
+                {
+                    "Id": resource.settings["id"],
+                    "LambdaFunctionArn": resource.settings["function_arn"],
+                    "Events": resource.settings["events"],
+                }
+            ]
+        },
+        "SkipDestinationValidation": False,
+    }
+    for _ in range(refusals):
+        stubber.add_client_error(
+            "put_bucket_notification_configuration",
+            "InvalidArgument",
+            message,
+            400,
+            expected_params=put,
+        )
+
+
+def test_notification_write_retries_while_the_lambda_permission_propagates(
+    sleeps: list[float],
+) -> None:
+    resource = desired(Kind.NOTIFICATION)
+    s3 = boto3.client("s3", region_name=REGION)
+    with Stubber(s3) as stubber:
+        expect_notification_put(stubber, resource, refusals=2)
+        stubber.add_response("put_bucket_notification_configuration", {})
+        NotificationHandler(s3, sleep=sleeps.append).create(resource, {})
+        stubber.assert_no_pending_responses()
+    assert sleeps == [1.0, 2.0]
+
+
+def test_notification_write_gives_up_after_about_half_a_minute(sleeps: list[float]) -> None:
+    resource = desired(Kind.NOTIFICATION)
+    s3 = boto3.client("s3", region_name=REGION)
+    retries = list(NOTIFICATION_VALIDATION_PATIENCE.delays())
+    with Stubber(s3) as stubber:
+        expect_notification_put(stubber, resource, refusals=len(retries) + 1)
+        with pytest.raises(
+            InfraError,
+            match=r"notification of bucket .*still refuses after 27 s.*Unable to validate",
+        ) as gave_up:
+            NotificationHandler(s3, sleep=sleeps.append).create(resource, {})
+        stubber.assert_no_pending_responses()
+    assert sleeps == retries == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0]
+    assert "lets S3 invoke it" in str(gave_up.value.hint)
+
+
+def test_notification_write_does_not_retry_other_invalid_arguments(sleeps: list[float]) -> None:
+    resource = desired(Kind.NOTIFICATION)
+    s3 = boto3.client("s3", region_name=REGION)
+    with Stubber(s3) as stubber:
+        expect_notification_put(stubber, resource, refusals=1, message="Invalid event name")
+        with pytest.raises(ClientError, match="Invalid event name"):
+            NotificationHandler(s3, sleep=sleeps.append).create(resource, {})
+    assert sleeps == []
+
+
 # Stubbed requests, conflicts and waits -------------------------------------------------
 
 
@@ -497,6 +657,22 @@ def test_create_bucket_retries_while_a_deleted_namesake_settles() -> None:
     assert sleeps == [5.0]
 
 
+def test_create_bucket_gives_up_once_the_conflict_outlasts_its_bound(sleeps: list[float]) -> None:
+    resource = desired(Kind.BUCKET)
+    s3 = boto3.client("s3", region_name=REGION)
+    with Stubber(s3) as stubber:
+        for _ in range(25):
+            stubber.add_client_error("create_bucket", "OperationAborted", http_status_code=409)
+        with pytest.raises(
+            InfraError,
+            match=r"creating bucket .*: AWS still refuses after 120 s .*OperationAborted",
+        ) as gave_up:
+            BucketHandler(s3, region=REGION, sleep=sleeps.append).create(resource, {})
+        stubber.assert_no_pending_responses()
+    assert sleeps == [5.0] * 24
+    assert "wait a few minutes" in str(gave_up.value.hint)
+
+
 def test_failed_deletes_of_versions_are_raised_and_the_bucket_kept() -> None:
     s3 = boto3.client("s3", region_name=REGION)
     with Stubber(s3) as stubber:
@@ -543,12 +719,14 @@ def test_table_creation_waits_for_active_before_setting_ttl(sleeps: list[float])
 def test_table_creation_gives_up_after_its_bound(sleeps: list[float]) -> None:
     resource = desired(Kind.TABLE)
     dynamodb = boto3.client("dynamodb", region_name=REGION)
-    handler = TableHandler(dynamodb, sleep=sleeps.append, patience=Patience(1.0, 3))
+    handler = TableHandler(dynamodb, sleep=sleeps.append, patience=Patience(1.0, total_s=2.0))
     with Stubber(dynamodb) as stubber:
         stubber.add_response("create_table", {})
         for _ in range(3):
             stubber.add_response("describe_table", table_status("CREATING"))
-        with pytest.raises(InfraError, match=r"gave up waiting for table .* ACTIVE after 2 s"):
+        with pytest.raises(
+            InfraError, match=r"gave up after 2 s waiting for table .* to become ACTIVE"
+        ):
             handler.create(resource, {})
         stubber.assert_no_pending_responses()
     assert sleeps == [1.0, 1.0]
@@ -562,7 +740,50 @@ def test_queue_creation_waits_out_a_recently_deleted_name(sleeps: list[float]) -
         for _ in range(2):
             stubber.add_client_error("create_queue", "AWS.SimpleQueueService.QueueDeletedRecently")
         stubber.add_response("create_queue", {"QueueUrl": url})
-        stubber.add_response("get_queue_attributes", {"Attributes": {"QueueArn": "arn"}})
-        outputs = QueueHandler(sqs, sleep=sleeps.append).create(resource, {})
-    assert outputs == {QUEUE_URL: url, QUEUE_ARN: "arn"}
+        assert QueueHandler(sqs, sleep=sleeps.append).create(resource, {}) == {}
+        stubber.assert_no_pending_responses()
     assert sleeps == [10.0, 10.0]
+
+
+def test_queue_creation_gives_up_once_the_name_stays_blocked(sleeps: list[float]) -> None:
+    resource = desired(Kind.QUEUE)
+    sqs = boto3.client("sqs", region_name=REGION)
+    with Stubber(sqs) as stubber:
+        for _ in range(8):
+            stubber.add_client_error("create_queue", "AWS.SimpleQueueService.QueueDeletedRecently")
+        with pytest.raises(
+            InfraError, match=r"creating queue .*: AWS still refuses after 70 s .*DeletedRecently"
+        ) as gave_up:
+            QueueHandler(sqs, sleep=sleeps.append).create(resource, {})
+        stubber.assert_no_pending_responses()
+    assert sleeps == [10.0] * 7  # longer than the 60 s SQS blocks the name for
+    assert "wait a minute" in str(gave_up.value.hint)
+
+
+def test_table_deletion_waits_until_the_table_is_gone(sleeps: list[float]) -> None:
+    name = desired(Kind.TABLE).name
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    with Stubber(dynamodb) as stubber:
+        stubber.add_response("delete_table", {}, {"TableName": name})
+        for _ in range(2):
+            stubber.add_response("describe_table", table_status("DELETING"), {"TableName": name})
+        stubber.add_client_error(
+            "describe_table", "ResourceNotFoundException", http_status_code=400
+        )
+        TableHandler(dynamodb, sleep=sleeps.append).delete(name, delete_images=False)
+        stubber.assert_no_pending_responses()
+    assert sleeps == [2.0, 2.0]
+
+
+def test_table_deletion_wait_is_bounded(sleeps: list[float]) -> None:
+    name = desired(Kind.TABLE).name
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    handler = TableHandler(dynamodb, sleep=sleeps.append, patience=Patience(1.0, total_s=2.0))
+    with Stubber(dynamodb) as stubber:
+        stubber.add_response("delete_table", {}, {"TableName": name})
+        for _ in range(3):
+            stubber.add_response("describe_table", table_status("DELETING"))
+        with pytest.raises(InfraError, match=r"gave up after 2 s waiting for table .* deleted"):
+            handler.delete(name, delete_images=False)
+        stubber.assert_no_pending_responses()
+    assert sleeps == [1.0, 1.0]
