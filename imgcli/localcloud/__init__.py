@@ -1,0 +1,10 @@
+"""The local cloud: the whole stack on 127.0.0.1, with no AWS account and no Docker.
+
+moto (pinned exactly) serves the AWS APIs; this package adds what moto lacks: a Lambda
+runtime that runs the deployed code (``runtime``), S3 event delivery to the functions a
+bucket's notification configuration names (``s3_events``), the HTTP API's execute-api
+calls with SigV4 checking (``execute_api``), and state that survives restarts
+(``persistence``). ``server`` composes them into one process; ``process`` starts, stops
+and finds that process for the CLI. Every dependency on a moto internal lives in these
+modules, each covered by a test that fails loudly when a moto upgrade breaks it.
+"""
