@@ -57,16 +57,33 @@ class Invocation:
         return self._settings
 
     def aws(self) -> "AwsClients":
-        """boto3 clients for the selected stack; the first call imports boto3."""
+        """boto3 clients for the selected stack; the first call imports boto3.
+
+        A local stack's cloud is started first if it is not running (said on stderr), so a
+        newcomer's first command just works.
+        """
         if self._aws is None:
             from imgcli.aws import AwsClients
 
+            self._ensure_local_cloud()
             self._aws = AwsClients(self.settings)
         return self._aws
 
-    def use_target(self, target: str) -> None:
-        """Let a command's ``--target`` take part in resolving the stack's settings."""
-        self.flags = dataclasses.replace(self.flags, target=target)  # type: ignore[arg-type]
+    def _ensure_local_cloud(self) -> None:
+        from imgcli.localcloud import process
+
+        settings = self.settings
+        if settings.target != "local" or settings.endpoint_url != process.endpoint_for(
+            settings.local_port
+        ):
+            return  # an AWS stack, or a local endpoint someone else runs
+        status, started = process.start(settings.local_port, self.environ)
+        if started:
+            self.output.info(f"started the local cloud on {status.endpoint}")
+
+    def override(self, **flags: Any) -> None:
+        """Let a command's own flags (``--target``, ``--port``) take part in resolving."""
+        self.flags = dataclasses.replace(self.flags, **flags)
         self._settings = None
         self._aws = None
 
@@ -241,7 +258,7 @@ def bootstrap_stack(
 
     run = _command_invocation(ctx, json_output)
     if target is not None:
-        run.use_target(target.value)
+        run.override(target=target.value)
     changes: dict[str, Any] = {}
     if arch is not None:
         changes["architecture"] = arch.value
@@ -287,7 +304,7 @@ def destroy_stack(
 
     run = _command_invocation(ctx, json_output)
     if target is not None:
-        run.use_target(target.value)
+        run.override(target=target.value)
     environment = run.stack_environment()
     name = run.settings.name
 
@@ -382,6 +399,93 @@ def _show_stack(run: Invocation, description: "StackDescription") -> None:
     )
 
 
+local_app = typer.Typer(
+    help="Run the local cloud: the whole stack on 127.0.0.1, no AWS account needed.",
+    no_args_is_help=True,
+)
+
+PortOption = Annotated[
+    int | None,
+    typer.Option("--port", help="Port on 127.0.0.1 (default: IMGCLI_LOCAL_PORT, then 4599)."),
+]
+
+
+def _local_port(run: Invocation, port: int | None) -> int:
+    if port is not None:
+        run.override(local_port=port)
+    return run.settings.local_port
+
+
+@local_app.command("start")
+@reports_failures
+def local_start(ctx: typer.Context, port: PortOption = None) -> None:
+    """Start the local cloud in the background; harmless if it already runs.
+
+    Example: imgcli local start --port 4599
+    """
+    from imgcli.localcloud import process
+
+    run = invocation(ctx)
+    status, started = process.start(_local_port(run, port), run.environ)
+    run.output.info(
+        f"{'started' if started else 'already running:'} the local cloud on {status.endpoint}"
+    )
+    _show_local_status(run, status)
+
+
+@local_app.command("stop")
+@reports_failures
+def local_stop(ctx: typer.Context, port: PortOption = None) -> None:
+    """Stop the local cloud, saving its state.
+
+    Example: imgcli local stop
+    """
+    from imgcli.localcloud import process
+
+    run = invocation(ctx)
+    stopped = process.stop(_local_port(run, port), run.environ)
+    run.output.info("stopped the local cloud" if stopped else "the local cloud was not running")
+
+
+@local_app.command("status")
+@reports_failures
+def local_status(
+    ctx: typer.Context, port: PortOption = None, json_output: JsonFlag = False
+) -> None:
+    """Say whether the local cloud runs, where, and the credentials it accepts.
+
+    Example: imgcli local status --json
+    """
+    from imgcli.localcloud import process
+
+    run = _command_invocation(ctx, json_output)
+    _show_local_status(run, process.status(_local_port(run, port), run.environ))
+
+
+@local_app.command("reset")
+@reports_failures
+def local_reset(
+    ctx: typer.Context,
+    port: PortOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Stop the local cloud and discard everything in it: buckets, tables, functions.
+
+    Example: imgcli local reset --yes
+    """
+    from imgcli.localcloud import process
+
+    run = invocation(ctx)
+    if run.output.confirm("Discard every bucket, table and function of the local cloud?", yes=yes):
+        process.reset(_local_port(run, port), run.environ)
+        run.output.info("the local cloud's state is gone")
+
+
+def _show_local_status(run: Invocation, status: Any) -> None:
+    data = status.as_json()
+    run.output.document(data, columns=("field", "value"), rows=list(data.items()))
+
+
 def build_app() -> typer.Typer:
     """The imgcli Typer app with its global options and commands (tests build fresh ones)."""
     app = typer.Typer(
@@ -397,6 +501,7 @@ def build_app() -> typer.Typer:
     app.command("bootstrap")(bootstrap_stack)
     app.command("destroy")(destroy_stack)
     app.command("stack")(show_stack)
+    app.add_typer(local_app, name="local")
     return app
 
 
