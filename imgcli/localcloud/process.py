@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from imgcli.config import LOCAL_ACCESS_KEY, LOCAL_HOST
+from imgcli.config import LOCAL_ACCESS_KEY, LOCAL_HOST, LOCAL_REGION
 from imgcli.errors import ExitCode, ImgcliError
 
 HEALTH_PATH: Final = "/_imgcli/health"
@@ -60,7 +60,7 @@ class LocalCloudStatus:
             "log_file": str(self.log_file),
             "access_key_id": LOCAL_ACCESS_KEY.access_key_id,
             "secret_access_key": LOCAL_ACCESS_KEY.secret_access_key,
-            "region": "us-east-1",
+            "region": LOCAL_REGION,
         }
 
 
@@ -95,7 +95,23 @@ def status(port: int, environ: Mapping[str, str] = os.environ) -> LocalCloudStat
 def start(
     port: int, environ: Mapping[str, str] = os.environ, *, timeout_s: float = 60.0
 ) -> tuple[LocalCloudStatus, bool]:
-    """Start the local cloud unless it runs; returns its status and whether it was started."""
+    """Start the local cloud unless it runs; returns its status and whether it was started.
+
+    Concurrent starts (two commands at once) take turns on a lock file, so the second
+    finds the first one's server instead of racing it for the port.
+    """
+    import fcntl
+
+    directory = local_cloud_dir(environ)
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "start.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _start_locked(port, environ, timeout_s)
+
+
+def _start_locked(
+    port: int, environ: Mapping[str, str], timeout_s: float
+) -> tuple[LocalCloudStatus, bool]:
     current = status(port, environ)
     if current.running:
         return current, False
@@ -105,7 +121,6 @@ def start(
             hint="choose another port with --port or IMGCLI_LOCAL_PORT",
         )
     directory = local_cloud_dir(environ)
-    directory.mkdir(parents=True, exist_ok=True)
     (directory / RECORD).unlink(missing_ok=True)
     log = (directory / LOG).open("ab")
     command = [
