@@ -8,3 +8,11 @@ calls with SigV4 checking (``execute_api``), and state that survives restarts
 and finds that process for the CLI. Every dependency on a moto internal lives in these
 modules, each covered by a test that fails loudly when a moto upgrade breaks it.
 """
+
+
+class MotoInternalsChanged(RuntimeError):
+    """A moto internal the local cloud relies on is not where moto 5.2.5 kept it.
+
+    Raised by the modules that touch moto's internals (each says what moved), so a moto
+    upgrade fails loudly at start-up and in the tests instead of misbehaving later.
+    """

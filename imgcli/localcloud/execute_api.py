@@ -79,7 +79,7 @@ from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from imgcli.localcloud import sigv4
+from imgcli.localcloud import MotoInternalsChanged, sigv4
 
 LOGGER: Final = logging.getLogger(__name__)
 
@@ -184,10 +184,6 @@ ApiLookup = Callable[[str], ApiDescription | None]
 def api_url(endpoint: str, api_id: str) -> str:
     """The base URL of API ``api_id`` on the local cloud at ``endpoint``."""
     return f"{endpoint.rstrip('/')}{API_PATH_PREFIX}/{api_id}"
-
-
-class MotoInternalsChanged(RuntimeError):
-    """moto no longer keeps HTTP APIs where ``moto_api_lookup`` reads them."""
 
 
 def moto_api_lookup(account: str, region: str) -> ApiLookup:

@@ -95,7 +95,7 @@ from moto.core.base_backend import AccountSpecificBackend, BackendDict, BaseBack
 from moto.core.model_instances import reset_model_data
 from moto.s3.utils import _VersionedKeyStore
 
-from imgcli.localcloud.s3_events import MotoInternalsChanged
+from imgcli.localcloud import MotoInternalsChanged
 
 #: Bumped whenever the layout of the header or of the pickled payload changes.
 FORMAT_VERSION: Final = 1

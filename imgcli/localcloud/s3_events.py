@@ -62,6 +62,8 @@ from urllib.parse import quote_plus
 from moto.s3 import notifications as moto_notifications
 from moto.s3.models import FakeBucket, FakeKey, NotificationConfiguration, S3Backend
 
+from imgcli.localcloud import MotoInternalsChanged
+
 #: Receives a function ARN and the one-record event to invoke it with.
 Deliver = Callable[[str, dict[str, Any]], None]
 #: Nanoseconds since the epoch, like ``time.time_ns``.
@@ -92,10 +94,6 @@ MOTO_LAMBDA_SENDER: Final = "_invoke_awslambda"
 _LOCK_STRIPES: Final = 256
 _logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
-
-
-class MotoInternalsChanged(RuntimeError):
-    """The moto internals this module relies on are not where moto 5.2.5 kept them."""
 
 
 def install(deliver: Deliver, *, clock: Clock = time.time_ns) -> Callable[[], None]:
