@@ -502,6 +502,9 @@ def build_app() -> typer.Typer:
     app.command("destroy")(destroy_stack)
     app.command("stack")(show_stack)
     app.add_typer(local_app, name="local")
+    from imgcli.commands import register_all
+
+    register_all(app)
     return app
 
 
