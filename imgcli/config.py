@@ -284,6 +284,16 @@ def resolve_stack(flags: Flags, environ: Mapping[str, str]) -> StackSettings:
     if endpoint_url is not None:
         _check_endpoint(endpoint_url, sources["endpoint_url"])
 
+    records = {
+        **{k: v for k, v in entry.items() if k not in SETTING_KEYS},
+        **(recorded.outputs if recorded else {}),
+    }
+    if local and endpoint_url is not None and "api_id" in records:
+        # The URL follows the local cloud's current port, whatever it was at bootstrap.
+        from imgcli.localcloud import api_url
+
+        records["api_url"] = api_url(endpoint_url, str(records["api_id"]))
+
     return StackSettings(
         name=name,
         target=target,
@@ -293,12 +303,7 @@ def resolve_stack(flags: Flags, environ: Mapping[str, str]) -> StackSettings:
         local_port=local_port,
         credentials=LOCAL_ACCESS_KEY if local else None,
         config_file=path,
-        records=MappingProxyType(
-            {
-                **{k: v for k, v in entry.items() if k not in SETTING_KEYS},
-                **(recorded.outputs if recorded else {}),
-            }
-        ),
+        records=MappingProxyType(records),
         known_stacks=tuple(sorted(file.stacks)),
         sources=MappingProxyType(sources),
     )

@@ -163,7 +163,7 @@ def bootstrap(
     state.outputs = {**outputs, **_record_outputs(environment.names)}
     if target == "local" and API_ID in state.outputs:
         # The local cloud serves each HTTP API under its own endpoint, not execute-api's.
-        from imgcli.localcloud.execute_api import api_url
+        from imgcli.localcloud import api_url
 
         state.outputs[API_URL] = api_url(environment.endpoint_url, state.outputs[API_ID])
     state.save()

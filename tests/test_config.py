@@ -294,3 +294,27 @@ def test_bad_local_port_variable(value: str) -> None:
 def test_bad_endpoint_variable() -> None:
     with pytest.raises(ConfigError, match="IMGCLI_ENDPOINT_URL"):
         resolve_stack(Flags(), environ(IMGCLI_ENDPOINT_URL="127.0.0.1:4599"))
+
+
+def test_a_bootstrapped_stack_keeps_its_target_region_and_follows_the_local_port() -> None:
+    from infra.state import StackState, state_path
+
+    environ = dict(os.environ)
+    record = StackState(
+        path=state_path("rec", environ),
+        stack="rec",
+        target="local",
+        region="us-east-1",
+        outputs={"api_id": "abc123", "api_url": "http://127.0.0.1:4599/_api/abc123"},
+    )
+    record.save()
+    settings = resolve_stack(Flags(stack="rec"), {**environ, "IMGCLI_LOCAL_PORT": "5000"})
+    assert settings.target == "local"
+    assert settings.sources["target"].startswith("bootstrap record")
+    assert settings.record("api_url") == "http://127.0.0.1:5000/_api/abc123"
+
+    StackState(
+        path=state_path("far", environ), stack="far", target="aws", region="eu-west-1"
+    ).save()
+    far = resolve_stack(Flags(stack="far"), environ)
+    assert (far.target, far.region) == ("aws", "eu-west-1")

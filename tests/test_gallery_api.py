@@ -40,7 +40,8 @@ from imgcli.gallery_api import (
     encode_query,
     region_of_api,
 )
-from imgcli.localcloud.execute_api import ExecuteApi, api_url, moto_api_lookup
+from imgcli.localcloud import api_url
+from imgcli.localcloud.execute_api import ExecuteApi, moto_api_lookup
 from lambdas import cursor, records, retrieve
 from lambdas.logs import JsonLogger
 

@@ -33,12 +33,11 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from werkzeug.serving import make_server
 
 from imgcli.config import LOCAL_ACCESS_KEY, LOCAL_REGION
-from imgcli.localcloud import execute_api, sigv4
+from imgcli.localcloud import API_PATH_PREFIX, api_url, sigv4
 from imgcli.localcloud.execute_api import (
     ApiRoute,
     ExecuteApi,
     FunctionFailed,
-    api_url,
     http_response,
     match_route,
     moto_api_lookup,
@@ -731,7 +730,7 @@ def test_a_greedy_parameter_needs_at_least_one_character(path: str) -> None:
 
 def test_api_url_puts_the_api_under_the_prefix() -> None:
     assert api_url("http://127.0.0.1:4599/", "abc123") == "http://127.0.0.1:4599/_api/abc123"
-    assert execute_api.API_PATH_PREFIX == "/_api"
+    assert API_PATH_PREFIX == "/_api"
 
 
 def test_a_plain_result_is_json_and_a_bare_proxy_response_is_text() -> None:

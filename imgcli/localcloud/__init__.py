@@ -9,6 +9,15 @@ and finds that process for the CLI. Every dependency on a moto internal lives in
 modules, each covered by a test that fails loudly when a moto upgrade breaks it.
 """
 
+#: Where the local cloud serves a stack's HTTP API: ``<endpoint>/_api/<apiId>/...``
+#: (a ``$default`` stage, so no stage segment; no S3 bucket can be named ``_api``).
+API_PATH_PREFIX = "/_api"
+
+
+def api_url(endpoint: str, api_id: str) -> str:
+    """The base URL of HTTP API ``api_id`` on the local cloud at ``endpoint``."""
+    return f"{endpoint.rstrip('/')}{API_PATH_PREFIX}/{api_id}"
+
 
 class MotoInternalsChanged(RuntimeError):
     """A moto internal the local cloud relies on is not where moto 5.2.5 kept it.

@@ -79,12 +79,11 @@ from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from imgcli.localcloud import MotoInternalsChanged, sigv4
+from imgcli.localcloud import API_PATH_PREFIX, MotoInternalsChanged, sigv4
 
 LOGGER: Final = logging.getLogger(__name__)
 
 #: Every API's path on the local cloud starts with this, then ``/<apiId>``.
-API_PATH_PREFIX: Final = "/_api"
 STAGE: Final = "$default"
 DEFAULT_ROUTE: Final = "$default"
 ANY_METHOD: Final = "ANY"
@@ -179,11 +178,6 @@ class ApiDescription:
 
 #: ``apis(api_id)``: the API's description, or ``None`` when there is no such API.
 ApiLookup = Callable[[str], ApiDescription | None]
-
-
-def api_url(endpoint: str, api_id: str) -> str:
-    """The base URL of API ``api_id`` on the local cloud at ``endpoint``."""
-    return f"{endpoint.rstrip('/')}{API_PATH_PREFIX}/{api_id}"
 
 
 def moto_api_lookup(account: str, region: str) -> ApiLookup:

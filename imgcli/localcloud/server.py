@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from imgcli.config import LOCAL_ACCESS_KEY, LOCAL_HOST, LOCAL_REGION
-from imgcli.localcloud.execute_api import API_PATH_PREFIX, StartResponse, WsgiApp
+from imgcli.localcloud import API_PATH_PREFIX
+from imgcli.localcloud.execute_api import StartResponse, WsgiApp
 from imgcli.localcloud.process import HEALTH_PATH, write_record
 
 Environ = dict[str, Any]
