@@ -25,9 +25,19 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+# imgcli's main job on the local cloud: bootstrap (which starts the local cloud), upload
+# the sample images, wait until they are indexed, list them. Safe to run again.
 demo: $(STAMP)
-	@echo "make demo needs the local cloud and bootstrap (issues 3 and 4); not there yet." >&2
-	@exit 1
+	$(BIN)/imgcli bootstrap
+	$(BIN)/imgcli upload --recursive --wait demo/images
+	$(BIN)/imgcli list
+	@echo
+	@echo "Try next:"
+	@echo "  .venv/bin/imgcli show 'holiday/sunset at sea.jpg'"
+	@echo "  .venv/bin/imgcli upload --recursive ~/Pictures --prefix mine/"
+	@echo "  .venv/bin/imgcli list --json | head"
+	@echo "  .venv/bin/imgcli local status      # endpoint and credentials for any AWS client"
+	@echo "  .venv/bin/imgcli local stop        # state is kept for the next start"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

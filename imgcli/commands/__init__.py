@@ -8,19 +8,11 @@ level, so ``imgcli --help`` stays fast.
 
 from __future__ import annotations
 
-import importlib
-
 import typer
-
-_MODULES = ("imgcli.commands.upload", "imgcli.commands.gallery")
 
 
 def register_all(app: typer.Typer) -> None:
-    for name in _MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as missing:
-            if missing.name != name:
-                raise
-            continue  # not written yet
-        module.register(app)
+    from imgcli.commands import gallery, upload
+
+    upload.register(app)
+    gallery.register(app)
