@@ -17,14 +17,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -45,14 +40,11 @@ from imgcli.commands.gallery import (
     plan_deletion,
     wait_until_unlisted,
 )
-from imgcli.config import LOCAL_ACCESS_KEY, LOCAL_REGION
+from imgcli.config import LOCAL_REGION
 from imgcli.errors import ExitCode
 from imgcli.gallery_api import GalleryApi
-from imgcli.localcloud import process
 from tests.images import image_bytes
-
-REPO = Path(__file__).resolve().parents[1]
-KEY, SECRET = LOCAL_ACCESS_KEY.access_key_id, LOCAL_ACCESS_KEY.secret_access_key
+from tests.localstack import KEY, SECRET, bootstrap, local_client, local_cloud_env, run_imgcli
 
 #: key: (format, width) -- every image is 30 pixels high.
 GALLERY = {
@@ -73,59 +65,21 @@ KEEP = ["keep/1.jpg", "keep/2.jpg"]
 runner = CliRunner()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The IMGCLI_* variables of a local cloud and stack of this module's own."""
-    base = tmp_path_factory.mktemp("gallery")
-    port = free_port()
-    env = {
-        "IMGCLI_DATA_DIR": str(base / "data"),
-        "IMGCLI_CONFIG": str(base / "config.toml"),
-        "IMGCLI_LOCAL_PORT": str(port),
-        "IMGCLI_STACK": "gallery",
-        "COLUMNS": "200",  # rich tables as wide as a person's terminal, so rows do not wrap
-    }
-    yield env
-    process.stop(port, {**os.environ, **env})
-
-
-def run_process(
-    env: dict[str, str], *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMGCLI_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "imgcli", *args],
-        cwd=REPO,
-        env={**clean, **env},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """The environment of a local cloud and stack of this module's own."""
+    # COLUMNS: rich tables as wide as a person's terminal, so rows do not wrap.
+    with local_cloud_env(tmp_path_factory.mktemp("gallery"), "gallery", COLUMNS="200") as env:
+        yield env
 
 
 @pytest.fixture(scope="module")
 def stack(stack_env: dict[str, str]) -> dict[str, Any]:
-    created = run_process(stack_env, "bootstrap", "--json")
-    assert created.returncode == 0, created.stderr
-    description: dict[str, Any] = json.loads(created.stdout)
-    return description
+    return bootstrap(stack_env)
 
 
 def s3_client(stack: dict[str, Any]) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=stack["endpoint_url"],
-        region_name=LOCAL_REGION,
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-    )
+    return local_client(stack, "s3")
 
 
 def api_of(stack: dict[str, Any]) -> GalleryApi:
@@ -350,7 +304,7 @@ def test_a_missing_key_is_reported_and_exits_1_while_the_others_go(
 def test_delete_by_prefix_refuses_to_ask_without_a_terminal(
     stack_env: dict[str, str], gallery: dict[str, Any]
 ) -> None:
-    result = run_process(stack_env, "delete", "--prefix", "keep/")
+    result = run_imgcli(stack_env, "delete", "--prefix", "keep/")
 
     assert result.returncode == ExitCode.USAGE, result.stderr
     assert "2 objects under 'keep/'" in result.stderr

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-import boto3
 import pytest
 import typer
 from botocore.credentials import Credentials
@@ -29,16 +26,14 @@ from imgcli.commands.upload import (
     parse_size,
     summary_line,
 )
-from imgcli.config import LOCAL_ACCESS_KEY
 from imgcli.errors import ExitCode
 from imgcli.gallery_api import GalleryApi
-from imgcli.localcloud import process
 from imgcli.output import Streams
 from imgcli.upload import IndexWait, PathFilter, UploadSummary
 from tests.images import image_bytes, png_header_only
+from tests.localstack import KEY, SECRET, bootstrap, local_client, local_cloud_env, run_imgcli
 
 REPO = Path(__file__).resolve().parents[1]
-KEY, SECRET = LOCAL_ACCESS_KEY.access_key_id, LOCAL_ACCESS_KEY.secret_access_key
 
 
 # The command line, without AWS
@@ -132,55 +127,24 @@ def test_the_summary_says_what_happened() -> None:
 # End to end: a local cloud in a subprocess, the CLI in subprocesses
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    base = tmp_path_factory.mktemp("upload-cloud")
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMGCLI_"))},
-        "IMGCLI_DATA_DIR": str(base / "data"),
-        "IMGCLI_CONFIG": str(base / "config.toml"),
-        "IMGCLI_LOCAL_PORT": str(port),
-        "IMGCLI_STACK": "upload-e2e",
-    }
-    yield env
-    process.stop(port, env)
+    with local_cloud_env(tmp_path_factory.mktemp("upload-cloud"), "upload-e2e") as env:
+        yield env
 
 
 def imgcli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "imgcli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_imgcli(env, *args, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def stack(local_env: dict[str, str]) -> dict[str, Any]:
-    created = imgcli(local_env, "bootstrap", "--json")
-    assert created.returncode == 0, created.stderr
-    description: dict[str, Any] = json.loads(created.stdout)
-    return description
+    return bootstrap(local_env)
 
 
 @pytest.fixture(scope="module")
 def s3(stack: dict[str, Any]) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=stack["endpoint_url"],
-        region_name="us-east-1",
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-    )
+    return local_client(stack, "s3")
 
 
 @pytest.fixture(scope="module")

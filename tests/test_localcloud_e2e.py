@@ -7,71 +7,42 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import boto3
 import pytest
 import urllib3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from imgcli.config import LOCAL_ACCESS_KEY
-from imgcli.localcloud import process
 from tests.images import image_bytes
+from tests.localstack import KEY, SECRET, local_client, local_cloud_env, run_imgcli
 
-REPO = Path(__file__).resolve().parents[1]
-KEY, SECRET = LOCAL_ACCESS_KEY.access_key_id, LOCAL_ACCESS_KEY.secret_access_key
 HTTP = urllib3.PoolManager()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A local cloud of the module's own, and the environment to reach it."""
-    base = tmp_path_factory.mktemp("localcloud")
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMGCLI_"))},
-        "IMGCLI_DATA_DIR": str(base / "data"),
-        "IMGCLI_CONFIG": str(base / "config.toml"),
-        "IMGCLI_LOCAL_PORT": str(port),
-        "IMGCLI_STACK": "e2e",
-    }
-    yield env
-    process.stop(port, env)
+    with local_cloud_env(tmp_path_factory.mktemp("localcloud"), "e2e") as env:
+        yield env
 
 
 def imgcli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "imgcli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_imgcli(env, *args)
 
 
 @pytest.fixture(scope="module")
 def stack(local_env: dict[str, str]) -> dict[str, Any]:
-    created = imgcli(local_env, "bootstrap", "--json")
+    created = run_imgcli(local_env, "bootstrap", "--json")
     assert created.returncode == 0, created.stderr
-    assert "started the local cloud" in created.stderr
+    assert "started the local cloud" in created.stderr  # nothing else was started first
     description: dict[str, Any] = json.loads(created.stdout)
     assert description["target"] == "local"
     assert description["api_url"].startswith("http://127.0.0.1:")
@@ -79,13 +50,7 @@ def stack(local_env: dict[str, str]) -> dict[str, Any]:
 
 
 def client(stack: dict[str, Any], service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=stack["endpoint_url"],
-        region_name="us-east-1",
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-    )
+    return local_client(stack, service)
 
 
 def signed_get(url: str, *, secret: str = SECRET, key: str = KEY) -> urllib3.BaseHTTPResponse:
