@@ -48,6 +48,10 @@ Environ = dict[str, Any]
 ACCOUNT: Final = "123456789012"
 SNAPSHOT: Final = "state.pickle"
 LOCAL_RETRY_DELAYS: Final = (1.0, 2.0)
+#: Warm workers per function, and threads delivering events to them. A save invocation
+#: mostly waits on calls back into this server, so more than the core count pays off:
+#: measured with benchmarks/local_cloud.py (see benchmarks/RESULTS.md).
+WORKERS_PER_FUNCTION: Final = 8
 #: How long ``local stop`` lets queued S3 events and async calls finish before saving.
 DRAIN_TIMEOUT_S: Final = 60.0
 
@@ -156,6 +160,7 @@ class LocalCloud:
             endpoint_url=f"http://{LOCAL_HOST}:{port}",
             region=LOCAL_REGION,
             credentials=credentials,
+            max_workers_per_function=WORKERS_PER_FUNCTION,
         )
         self.invoker = AsyncInvoker(
             self.runtime,
@@ -165,6 +170,7 @@ class LocalCloud:
                 ACCOUNT, LOCAL_REGION, arn, json.dumps(record)
             ),
             retry_delays=LOCAL_RETRY_DELAYS,
+            threads=WORKERS_PER_FUNCTION,
         )
         self._uninstall_invoke = moto_lambda.install_invoke(self.runtime, self.invoker)
         self._uninstall_events = s3_events.install(
