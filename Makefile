@@ -39,5 +39,11 @@ demo: $(STAMP)
 	@echo "  .venv/bin/imgcli local status      # endpoint and credentials for any AWS client"
 	@echo "  .venv/bin/imgcli local stop        # state is kept for the next start"
 
+# imgcli against raw boto3 and the AWS CLI on a private local cloud (issue 6); writes
+# benchmarks/RESULTS.md. Installs awscli into benchmarks/.venv-awscli on first use.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
