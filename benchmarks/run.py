@@ -282,36 +282,41 @@ def secs(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} s"
 
 
-def rate_row(
-    case: str,
-    mine: list[float],
-    theirs: list[float],
-    name: str,
-    minimum: float,
-) -> Row:
+def rate_row(case: str, mine: list[float], theirs: list[float], name: str, minimum: float) -> Row:
     """Throughput ratio per round (their time / my time): higher is better for imgcli."""
-    ratios = [t / m for m, t in zip(mine, theirs, strict=True)]
-    ratio = statistics.median(ratios)
-    return Row(
+    return _ratio_row(
         case,
-        secs(mine),
-        f"{secs(theirs)} ({name})",
-        ratio,
-        f"{min(ratios):.2f}-{max(ratios):.2f}",
+        mine,
+        theirs,
+        name,
         f"throughput ≥ {minimum:g} x {name}",
-        ratio >= minimum,
+        [t / m for m, t in zip(mine, theirs, strict=True)],
+        lambda ratio: ratio >= minimum,
     )
 
 
-def time_row(
+def time_row(case: str, mine: list[float], theirs: list[float], name: str, maximum: float) -> Row:
+    """Time ratio per round (my time / their time): lower is better for imgcli."""
+    return _ratio_row(
+        case,
+        mine,
+        theirs,
+        name,
+        f"time ≤ {maximum:g} x {name}",
+        [m / t for m, t in zip(mine, theirs, strict=True)],
+        lambda ratio: ratio <= maximum,
+    )
+
+
+def _ratio_row(
     case: str,
     mine: list[float],
     theirs: list[float],
     name: str,
-    maximum: float,
+    target: str,
+    ratios: list[float],
+    met: Callable[[float], bool],
 ) -> Row:
-    """Time ratio per round (my time / their time): lower is better for imgcli."""
-    ratios = [m / t for m, t in zip(mine, theirs, strict=True)]
     ratio = statistics.median(ratios)
     return Row(
         case,
@@ -319,8 +324,8 @@ def time_row(
         f"{secs(theirs)} ({name})",
         ratio,
         f"{min(ratios):.2f}-{max(ratios):.2f}",
-        f"time ≤ {maximum:g} x {name}",
-        ratio <= maximum,
+        target,
+        met(ratio),
     )
 
 

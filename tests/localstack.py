@@ -81,3 +81,25 @@ def local_client(stack: dict[str, Any], service: str) -> Any:
         aws_access_key_id=KEY,
         aws_secret_access_key=SECRET,
     )
+
+
+def create_http_api(apis: Any, name: str, function_arn: str, routes: dict[str, str]) -> str:
+    """An HTTP API in moto whose ``routes`` (route key: authorization type) all call
+    ``function_arn`` through a payload 2.0 proxy integration, with a ``$default`` stage;
+    its id. ``apis`` is an ``apigatewayv2`` client."""
+    api_id: str = apis.create_api(Name=name, ProtocolType="HTTP")["ApiId"]
+    integration_id = apis.create_integration(
+        ApiId=api_id,
+        IntegrationType="AWS_PROXY",
+        IntegrationUri=function_arn,
+        PayloadFormatVersion="2.0",
+    )["IntegrationId"]
+    for route_key, authorization in routes.items():
+        apis.create_route(
+            ApiId=api_id,
+            RouteKey=route_key,
+            AuthorizationType=authorization,
+            Target=f"integrations/{integration_id}",
+        )
+    apis.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
+    return api_id

@@ -44,6 +44,7 @@ from imgcli.localcloud import api_url
 from imgcli.localcloud.execute_api import ExecuteApi, moto_api_lookup
 from lambdas import cursor, records, retrieve
 from lambdas.logs import JsonLogger
+from tests.localstack import create_http_api
 
 REGION = LOCAL_REGION
 KEY, SECRET = LOCAL_ACCESS_KEY.access_key_id, LOCAL_ACCESS_KEY.secret_access_key
@@ -165,31 +166,17 @@ def local_api() -> Iterator[LocalApi]:
         for item in items:
             dynamodb.put_item(TableName=TABLE, Item=records.to_item(item))
         holder["function"] = Retrieve(dynamodb)
-        yield LocalApi(create_http_api(endpoint), holder["function"])
+        yield LocalApi(stack_api_url(endpoint), holder["function"])
     finally:
         server.shutdown()
         thread.join(timeout=5)
 
 
-def create_http_api(endpoint: str) -> str:
+def stack_api_url(endpoint: str) -> str:
     """The stack's two IAM-authorised routes, in moto, behind the test's function."""
+    routes = {"GET /images": "AWS_IAM", "GET /images/{key+}": "AWS_IAM"}
     apis = boto3_client(endpoint, "apigatewayv2")
-    api_id = apis.create_api(Name="imgcli-gallery-api", ProtocolType="HTTP")["ApiId"]
-    integration = apis.create_integration(
-        ApiId=api_id,
-        IntegrationType="AWS_PROXY",
-        IntegrationUri=FUNCTION_ARN,
-        PayloadFormatVersion="2.0",
-    )["IntegrationId"]
-    for route_key in ("GET /images", "GET /images/{key+}"):
-        apis.create_route(
-            ApiId=api_id,
-            RouteKey=route_key,
-            AuthorizationType="AWS_IAM",
-            Target=f"integrations/{integration}",
-        )
-    apis.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
-    return api_url(endpoint, api_id)
+    return api_url(endpoint, create_http_api(apis, "imgcli-gallery-api", FUNCTION_ARN, routes))
 
 
 @pytest.fixture

@@ -45,6 +45,7 @@ from imgcli.localcloud.execute_api import (
 from lambdas import cursor, records, retrieve
 from lambdas.logs import JsonLogger
 from tests.eventdata import load_event
+from tests.localstack import create_http_api
 from tests.test_retrieve import AWKWARD_KEYS, image
 
 REGION = LOCAL_REGION
@@ -165,22 +166,9 @@ ROUTES = {
 def create_api(server: Server, function_arn: str, routes: Mapping[str, str]) -> Api:
     """An HTTP API with a ``$default`` stage whose ``routes`` (route key: authorization)
     all call ``function_arn``, created through the server (that is, in moto)."""
-    apis = client(server, "apigatewayv2")
-    api_id = apis.create_api(Name="imgcli-test", ProtocolType="HTTP")["ApiId"]
-    integration_id = apis.create_integration(
-        ApiId=api_id,
-        IntegrationType="AWS_PROXY",
-        IntegrationUri=function_arn,
-        PayloadFormatVersion="2.0",
-    )["IntegrationId"]
-    for route_key, authorization in routes.items():
-        apis.create_route(
-            ApiId=api_id,
-            RouteKey=route_key,
-            AuthorizationType=authorization,
-            Target=f"integrations/{integration_id}",
-        )
-    apis.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
+    api_id = create_http_api(
+        client(server, "apigatewayv2"), "imgcli-test", function_arn, dict(routes)
+    )
     base = api_url(server.endpoint, api_id)
     return Api(api_id, base, urlsplit(base).path)
 
