@@ -486,7 +486,8 @@ def test_a_failed_rename_keeps_the_last_good_snapshot(
     monkeypatch.undo()
 
     assert snapshot.read_bytes() == good
-    assert sorted(snapshot.parent.iterdir()) == [snapshot]  # no temporary file left behind
+    # No temporary file left behind.
+    assert sorted(snapshot.parent.iterdir()) == [snapshot, persistence.bodies_directory(snapshot)]
     wipe_moto()
     persistence.load_snapshot(snapshot)
     assert [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]] == ["old"]
@@ -608,6 +609,98 @@ def test_a_checked_snapshot_that_cannot_be_restored_leaves_moto_empty(
         persistence.load_snapshot(snapshot)
 
     assert client("s3").list_buckets()["Buckets"] == []
+
+
+# --- object bodies ------------------------------------------------------------------------
+
+
+def body_files(snapshot: Path) -> list[bytes]:
+    return sorted(path.read_bytes() for path in persistence.bodies_directory(snapshot).iterdir())
+
+
+def test_object_bodies_are_written_once_and_kept_out_of_the_snapshot(
+    moto_aws: None, snapshot: Path
+) -> None:
+    s3 = client("s3")
+    s3.create_bucket(Bucket="bodies")
+    big = os.urandom(1_000_000)
+    s3.put_object(Bucket="bodies", Key="big.jpg", Body=big)
+    first = persistence.save_snapshot(snapshot)
+    s3.put_object(Bucket="bodies", Key="small.jpg", Body=b"small")
+    second = persistence.save_snapshot(snapshot)
+    third = persistence.save_snapshot(snapshot)
+
+    # Each body once, by the first save that saw it; the snapshot holds none of them.
+    assert (first.bodies_written, second.bodies_written, third.bodies_written) == (1, 1, 0)
+    assert third.size_bytes < len(big) // 10
+    assert body_files(snapshot) == sorted([big, b"small"])
+    wipe_moto()
+    persistence.load_snapshot(snapshot)
+    assert s3.get_object(Bucket="bodies", Key="big.jpg")["Body"].read() == big
+    # The restored key still knows its file: the next save writes nothing.
+    assert persistence.save_snapshot(snapshot).bodies_written == 0
+
+
+def test_a_deleted_objects_body_goes_with_it_and_a_copy_keeps_the_content(
+    moto_aws: None, snapshot: Path
+) -> None:
+    s3 = client("s3")
+    s3.create_bucket(Bucket="bodies")
+    s3.put_object(Bucket="bodies", Key="source.jpg", Body=b"content")
+    s3.put_object(Bucket="bodies", Key="gone.jpg", Body=b"gone")
+    persistence.save_snapshot(snapshot)
+    s3.copy_object(
+        Bucket="bodies", Key="copy.jpg", CopySource={"Bucket": "bodies", "Key": "source.jpg"}
+    )
+    s3.delete_objects(
+        Bucket="bodies", Delete={"Objects": [{"Key": "source.jpg"}, {"Key": "gone.jpg"}]}
+    )
+    persistence.save_snapshot(snapshot)
+
+    assert body_files(snapshot) == [b"content"]
+    wipe_moto()
+    persistence.load_snapshot(snapshot)
+    assert s3.get_object(Bucket="bodies", Key="copy.jpg")["Body"].read() == b"content"
+    s3.delete_object(Bucket="bodies", Key="copy.jpg")
+    persistence.save_snapshot(snapshot)
+    assert body_files(snapshot) == []
+
+
+@pytest.mark.parametrize("damage", ["removed", "cut short"])
+def test_a_missing_or_damaged_body_fails_the_load_and_leaves_moto_empty(
+    moto_aws: None, snapshot: Path, damage: str
+) -> None:
+    s3 = client("s3")
+    s3.create_bucket(Bucket="bodies")
+    s3.put_object(Bucket="bodies", Key="k.jpg", Body=b"0123456789")
+    persistence.save_snapshot(snapshot)
+    (body,) = persistence.bodies_directory(snapshot).iterdir()
+    if damage == "removed":
+        body.unlink()
+    else:
+        body.write_bytes(b"01234")
+    s3.create_bucket(Bucket="running")
+
+    with pytest.raises(SnapshotError, match="object body"):
+        persistence.load_snapshot(snapshot)
+
+    assert s3.list_buckets()["Buckets"] == []
+
+
+def test_a_body_removed_by_hand_is_written_again_by_the_next_save(
+    moto_aws: None, snapshot: Path
+) -> None:
+    s3 = client("s3")
+    s3.create_bucket(Bucket="bodies")
+    s3.put_object(Bucket="bodies", Key="k.jpg", Body=b"body")
+    persistence.save_snapshot(snapshot)
+    for path in persistence.bodies_directory(snapshot).iterdir():
+        path.unlink()
+
+    assert persistence.save_snapshot(snapshot).bodies_written == 1
+    wipe_moto()
+    persistence.load_snapshot(snapshot)
+    assert s3.get_object(Bucket="bodies", Key="k.jpg")["Body"].read() == b"body"
 
 
 def test_save_reads_the_state_under_the_callers_lock(moto_aws: None, snapshot: Path) -> None:

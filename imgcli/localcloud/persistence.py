@@ -35,6 +35,20 @@ fixes apply to this snapshot only, never to pickling elsewhere in the process):
   rather than a copy. ``S3BackendDict`` also keeps state on itself (``bucket_accounts``,
   the global bucket namespace); attributes a plain ``BackendDict`` lacks are saved too.
 
+**Object bodies are files of their own, written once.** Pickling every S3 object's bytes
+into each snapshot made a save cost as much as the whole bucket: with 1.3 GB stored, each
+save (every few seconds while anything changes) held the GIL for seconds and stalled every
+request the server was answering. Instead each ``FakeKey``'s body goes to a file in
+``<snapshot>.bodies/`` the first time a snapshot sees that key, named by a random id that
+the key then carries (``_imgcli_body``), and the pickle holds only the id and the size.
+moto never changes a key's body after creating it (it sets ``value`` only in ``__init__``
+and ``__setstate__``; a copy is a new key, which may share its source's file), so a body
+already on disk is never written again and a save costs what the *metadata* costs. After
+the new snapshot is in place, body files it does not name are removed. Body files are
+written to a temporary name, renamed, and fsynced before the snapshot that names them,
+so the snapshot never points at a missing or partial body; a body whose size is not the
+recorded one fails the load like a damaged snapshot.
+
 **A service pickle cannot handle** (on moto 5.2.5: KMS, which keeps ``cryptography``
 keys; SSM, whose defaultdict factory builds defaultdicts) is left out with a warning and
 named in ``SnapshotInfo.skipped``, so a client poking at an unused service never costs the
@@ -70,6 +84,7 @@ test fail loudly when a moto upgrade moves what it relies on.
 from __future__ import annotations
 
 import copyreg
+import functools
 import hashlib
 import importlib
 import io
@@ -77,10 +92,12 @@ import json
 import logging
 import os
 import pickle
+import shutil
 import sys
 import tempfile
 import threading
 import time
+import uuid
 import weakref
 from collections import ChainMap, defaultdict
 from collections.abc import Callable, Iterator, Mapping
@@ -88,17 +105,18 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import moto
 from moto.core.base_backend import AccountSpecificBackend, BackendDict, BaseBackend, backend_lock
 from moto.core.model_instances import reset_model_data
+from moto.s3.models import FakeKey
 from moto.s3.utils import _VersionedKeyStore
 
 from imgcli.localcloud import MotoInternalsChanged
 
 #: Bumped whenever the layout of the header or of the pickled payload changes.
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
 #: The moto whose internals a snapshot holds; another moto cannot read them.
 MOTO_VERSION: Final[str] = moto.__version__
 #: First line of every snapshot, so that any other file is recognised as "not a snapshot".
@@ -106,6 +124,9 @@ MAGIC: Final = b"imgcli-localcloud-snapshot\n"
 #: Reading the state while requests change it can fail ("dictionary changed size during
 #: iteration") when the caller passes no lock; a retry almost always succeeds.
 DUMP_ATTEMPTS: Final = 3
+#: The attribute a ``FakeKey`` carries once its body is in a body file: that file's name.
+BODY_ATTRIBUTE: Final = "_imgcli_body"
+_COPY_CHUNK: Final = 1024 * 1024
 
 #: Anything a ``with`` statement can hold: ``threading.Lock``, ``RLock``, ...
 Lock = AbstractContextManager[object]
@@ -130,8 +151,9 @@ class SnapshotInfo:
 
     ``services`` names the moto services in the snapshot; ``skipped`` those left out
     because their state cannot be pickled (see ``save_snapshot``); ``size_bytes`` is the
-    whole file; ``seconds`` is how long the save (pickling and writing) or the load (reading,
-    checking, unpickling and installing) took.
+    snapshot file (the object bodies are not in it); ``bodies_written`` is how many body
+    files a save wrote (0 for a load); ``seconds`` is how long the save (pickling and
+    writing) or the load (reading, checking, unpickling and installing) took.
     """
 
     path: Path
@@ -142,11 +164,17 @@ class SnapshotInfo:
     skipped: tuple[str, ...]
     size_bytes: int
     seconds: float
+    bodies_written: int = 0
 
 
-# Saves may come from the scheduler and from a caller at once; one write at a time keeps
-# the temporary-file cleanup from removing another save's file.
-_write_lock = threading.Lock()
+def bodies_directory(path: Path) -> Path:
+    """Where the snapshot at ``path`` keeps its object bodies."""
+    return path.with_name(path.name + ".bodies")
+
+
+# Saves may come from the scheduler and from a caller at once; one save at a time keeps
+# one save's clean-up from removing a file another save has just written or named.
+_save_lock = threading.Lock()
 
 
 def save_snapshot(path: Path, *, lock: Lock | None = None) -> SnapshotInfo:
@@ -159,8 +187,15 @@ def save_snapshot(path: Path, *, lock: Lock | None = None) -> SnapshotInfo:
     every other service its state; the stack's own services are all covered.
     """
     check_moto_internals()
+    with _save_lock:
+        return _save(path, lock)
+
+
+def _save(path: Path, lock: Lock | None) -> SnapshotInfo:
     started = time.perf_counter()
-    dump = _dump_with_retries(lock)
+    bodies = _BodyWriter(bodies_directory(path))
+    dump = _dump_with_retries(lock, bodies)
+    bodies.make_durable()
     body = dump.body
     saved_at = datetime.now(UTC)
     header = {
@@ -174,8 +209,8 @@ def save_snapshot(path: Path, *, lock: Lock | None = None) -> SnapshotInfo:
         "body_sha256": hashlib.sha256(body).hexdigest(),
     }
     head = MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n"
-    with _write_lock:
-        _write_atomically(path, head, body)
+    _write_atomically(path, head, body)
+    bodies.remove_unnamed()
     info = SnapshotInfo(
         path=path,
         moto_version=MOTO_VERSION,
@@ -185,6 +220,7 @@ def save_snapshot(path: Path, *, lock: Lock | None = None) -> SnapshotInfo:
         skipped=tuple(dump.skipped),
         size_bytes=len(head) + len(body),
         seconds=time.perf_counter() - started,
+        bodies_written=bodies.written,
     )
     logger.info("saved %s (%d bytes) in %.3f s", path, info.size_bytes, info.seconds)
     return info
@@ -213,7 +249,9 @@ def load_snapshot(path: Path, *, lock: Lock | None = None) -> SnapshotInfo | Non
         try:
             # The file is this module's own output from the user's private data directory,
             # and it has just matched the digest its header records.
-            services: list[_Service] = pickle.loads(body)  # noqa: S301
+            services: list[_Service] = _SnapshotUnpickler(
+                io.BytesIO(body), bodies_directory(path)
+            ).load()
             _install(services)
         except Exception as error:
             _reset_moto()  # never serve half a state
@@ -307,11 +345,12 @@ class SnapshotScheduler:
 # --- writing ------------------------------------------------------------------------------
 
 
-def _dump_with_retries(lock: Lock | None) -> _Dump:
+def _dump_with_retries(lock: Lock | None, bodies: _BodyWriter) -> _Dump:
     for attempt in range(1, DUMP_ATTEMPTS + 1):
         try:
             with lock or nullcontext(), backend_lock:
-                return _dump()
+                bodies.named.clear()
+                return _dump(bodies)
         except RuntimeError as error:
             if isinstance(error, SnapshotError) or attempt == DUMP_ATTEMPTS:
                 raise
@@ -326,7 +365,7 @@ class _Dump:
     skipped: list[str]
 
 
-def _dump() -> _Dump:
+def _dump(bodies: _BodyWriter) -> _Dump:
     # A list, not a dict by service name: two BackendDicts may share one (DynamoDB's two
     # API versions).
     entries = [
@@ -334,15 +373,15 @@ def _dump() -> _Dump:
         for backend_dict in list(BackendDict._instances)  # type: ignore[misc]
     ]
     try:
-        return _Dump(_pickled([entry for _, entry in entries]), _names(entries), [])
+        return _Dump(_pickled([entry for _, entry in entries], bodies), _names(entries), [])
     except _UNPICKLABLE:
         # One service the stack never uses (a client made a KMS key, say) must not cost
         # every other service its state: save what can be saved, and say what was not.
-        kept = [(name, entry) for name, entry in entries if _can_pickle(entry)]
+        kept = [(name, entry) for name, entry in entries if _can_pickle(entry, bodies)]
         skipped = sorted({name for name, _ in entries} - set(_names(kept)))
         logger.warning("not saving moto state that cannot be pickled: %s", ", ".join(skipped))
         try:
-            return _Dump(_pickled([entry for _, entry in kept]), _names(kept), skipped)
+            return _Dump(_pickled([entry for _, entry in kept], bodies), _names(kept), skipped)
         except _UNPICKLABLE as error:
             raise SnapshotError(f"cannot pickle moto's state: {error!r}") from error
 
@@ -359,15 +398,15 @@ def _entry(backend_dict: BackendDict[Any]) -> _Service:
     return module, attribute, _extra_attributes(backend_dict), accounts
 
 
-def _pickled(entries: list[_Service]) -> bytes:
+def _pickled(entries: list[_Service], bodies: _BodyWriter) -> bytes:
     buffer = io.BytesIO()
-    _SnapshotPickler(buffer).dump(entries)
+    _SnapshotPickler(buffer, bodies).dump(entries)
     return buffer.getvalue()
 
 
-def _can_pickle(entry: _Service) -> bool:
+def _can_pickle(entry: _Service, bodies: _BodyWriter) -> bool:
     try:
-        _pickled([entry])
+        _pickled([entry], bodies)
     except _UNPICKLABLE:
         return False
     return True
@@ -393,6 +432,75 @@ def _write_atomically(path: Path, head: bytes, body: bytes) -> None:
         temporary.unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+
+
+class _BodyWriter:
+    """One save's view of the body files: writes the new ones, then removes the unnamed.
+
+    ``reduce_key`` runs while the state is pickled (under the caller's lock): a key whose
+    file is already there costs a set lookup; a new key's body is copied to a new file
+    there and then, since only then is the body certain to be the one pickled.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        # Listed at every save, not remembered between saves: a reset or a hand may have
+        # removed files since.
+        self.present = {file.name for file in directory.iterdir() if file.name[0] != "."}
+        self.named: set[str] = set()
+        self.fresh: list[Path] = []
+        self.written = 0
+
+    def reduce_key(self, key: FakeKey) -> _Reduction:
+        state = {
+            name: value
+            for name, value in vars(key).items()
+            if name not in ("_value_buffer", "lock")
+        }
+        body = state.get(BODY_ATTRIBUTE)
+        if body is None or body not in self.present:
+            body = body or uuid.uuid4().hex
+            size = self._write(body, key)
+            # Set on the live key too, so the next save finds its file.
+            vars(key)[BODY_ATTRIBUTE] = state[BODY_ATTRIBUTE] = body
+        else:
+            size = int(key.contentsize)
+        self.named.add(body)
+        return (_restored_key, (type(key), state, body, size))
+
+    def _write(self, name: str, key: FakeKey) -> int:
+        temporary = self.directory / f".{name}.tmp"
+        with key.lock, temporary.open("wb") as file:
+            buffer = key._value_buffer
+            try:
+                buffer.seek(0)
+                shutil.copyfileobj(buffer, file, _COPY_CHUNK)
+            except ValueError:
+                pass  # a disposed (deleted) key's buffer is closed: moto pickles it as b""
+            size = file.tell()
+        temporary.replace(self.directory / name)
+        self.present.add(name)
+        self.fresh.append(self.directory / name)
+        self.written += 1
+        return size
+
+    def make_durable(self) -> None:
+        """fsync the bodies this save wrote, before a snapshot names them."""
+        for path in self.fresh:
+            descriptor = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        if self.fresh:
+            _fsync_directory(self.directory)
+
+    def remove_unnamed(self) -> None:
+        """Remove the files the snapshot just written does not name (and stale temporaries)."""
+        for file in self.directory.iterdir():
+            if file.name not in self.named:
+                file.unlink(missing_ok=True)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -551,6 +659,26 @@ def _reduce_backend_dict(backend_dict: BackendDict[Any]) -> _Reduction:
     return (_live_backend_dict, _location(backend_dict))
 
 
+def _restored_key(*_arguments: object) -> FakeKey:
+    # Only _SnapshotUnpickler can restore a key: it knows where the bodies are.
+    raise SnapshotError("a snapshot's object bodies can only be read through load_snapshot")
+
+
+def _restore_key(
+    directory: Path, cls: type[FakeKey], state: dict[str, Any], body: str, size: int
+) -> FakeKey:
+    try:
+        value = (directory / body).read_bytes()
+    except OSError as error:
+        raise SnapshotError(f"an object body is missing from {directory}: {error}") from error
+    if len(value) != size:
+        raise SnapshotError(f"the object body {directory / body} is {len(value)} of {size} bytes")
+    key = cast(FakeKey, cls.__new__(cls))
+    # moto's own __setstate__: makes the buffer and the lock, and sets the body.
+    key.__setstate__({**state, "value": value})
+    return key
+
+
 def _refuse_account_backend(account: AccountSpecificBackend[Any]) -> _Reduction:
     raise SnapshotError(
         f"a backend refers to moto's {account.service_name!r} account container; "
@@ -583,10 +711,25 @@ def _fixes() -> Mapping[type, Callable[[Any], _Reduction]]:
 class _SnapshotPickler(pickle.Pickler):
     """pickle with the fixes above, for this snapshot only (never copyreg's global table)."""
 
-    def __init__(self, file: io.BytesIO) -> None:
+    def __init__(self, file: io.BytesIO, bodies: _BodyWriter) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        fixes = dict(_fixes())
+        fixes.update(dict.fromkeys(_subclasses(FakeKey), bodies.reduce_key))
         # Chained, so what other modules registered with copyreg still applies.
-        self.dispatch_table = ChainMap[type, Any](dict(_fixes()), copyreg.dispatch_table)
+        self.dispatch_table = ChainMap[type, Any](fixes, copyreg.dispatch_table)
+
+
+class _SnapshotUnpickler(pickle.Unpickler):
+    """pickle's loader, restoring each key's body from the snapshot's body directory."""
+
+    def __init__(self, file: io.BytesIO, bodies: Path) -> None:
+        super().__init__(file)
+        self._bodies = bodies
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == (__name__, _restored_key.__name__):
+            return functools.partial(_restore_key, self._bodies)
+        return super().find_class(module, name)
 
 
 # --- the internals check ------------------------------------------------------------------
@@ -607,3 +750,20 @@ def _moved_internals() -> Iterator[str]:
         yield "_VersionedKeyStore no longer appends versions to a per-key list"
     if not hasattr(threading.Condition(), "_lock"):
         yield "threading.Condition no longer keeps its lock in _lock"
+    yield from _moved_key_internals()
+
+
+def _moved_key_internals() -> Iterator[str]:
+    key = FakeKey("imgcli-probe", b"body", "123456789012", "us-east-1")
+    try:
+        if not isinstance(getattr(key, "_value_buffer", None), tempfile.SpooledTemporaryFile):
+            yield "FakeKey no longer keeps its body in _value_buffer"
+            return
+        state = {name: value for name, value in vars(key).items() if name != "_value_buffer"}
+        copy = cast(FakeKey, FakeKey.__new__(FakeKey))
+        copy.__setstate__({**state, "value": b"restored"})
+        if copy.value != b"restored" or copy.contentsize != len(b"restored"):
+            yield "FakeKey.__setstate__ no longer restores the body from state['value']"
+        copy.dispose()
+    finally:
+        key.dispose()
