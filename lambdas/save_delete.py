@@ -6,11 +6,18 @@ when repeated or reordered:
 
 * Each record's ``sequencer`` orders events on its key. Every write is a conditional
   ``PutItem`` that succeeds only if the stored sequencer is older; a duplicate or stale
-  event fails the condition and is logged as a no-op. A cheap consistent ``GetItem`` of the
-  stored sequencer first lets stale events skip the S3 read altogether.
+  event fails the condition and is logged as a no-op. That condition is the only ordering
+  check an event needs, so a create costs two calls: the pinned read and the write. The
+  table is read first (a consistent ``GetItem`` of the stored sequencer) only where that
+  saves work a stale event could not otherwise skip cheaply: before the ``HeadObject`` of
+  a version removal. A stale create needs no such check: its pinned read fails at once
+  (the object it describes was deleted or replaced since), and only an exact duplicate
+  reads the object again before its write is refused.
 * A created object is read back pinned to the event's version (``VersionId``) or, in an
   unversioned bucket, to its ETag (``If-Match``): if it was deleted (404) or replaced (412)
-  since, a later event describes what is there now, so this one is a logged no-op.
+  since, a later event describes what is there now, so this one is a logged no-op. The
+  outcome then says which: ``stale`` if the table already holds a newer event (one
+  ``GetItem``, on this rare path only), else ``gone`` or ``replaced``.
 * The image is read through a ``RangedReader``. An object small enough to be decoded in
   full (``image_metadata.FULL_DECODE_BYTES``) is fetched with one GET; for a bigger one the
   first request asks for the head only, and Pillow pulls further ranges only when it
@@ -96,23 +103,22 @@ class Indexer:
         return "ignored"
 
     def _index(self, event: ObjectEvent) -> str:
-        if not self._is_newer(event):
-            return "stale"
+        sequencers.normalise(event.sequencer)  # a malformed record fails before any call
         try:
             record = self._describe(event)
         except (ClientError, FetchFailed) as exc:
             code = _error_code(exc)
             if code in _GONE_CODES:
-                return "gone"
+                return "gone" if self._is_newer(event) else "stale"
             if code in _REPLACED_CODES:
-                return "replaced"
+                return "replaced" if self._is_newer(event) else "stale"
             raise
         return record.status if self._write(record) else "stale"
 
     def _remove(self, event: ObjectEvent) -> str:
-        if not self._is_newer(event):
-            return "stale"
         if event.version_id and not event.is_delete_marker:
+            if not self._is_newer(event):
+                return "stale"  # skips the HeadObject
             current = self._current_object(event)
             if current is not None:
                 return self._index(current)
@@ -240,7 +246,9 @@ class Indexer:
             )
         except ClientError as exc:
             if _error_code(exc) == "ConditionalCheckFailedException":
-                self.log.info("stale write skipped", key=record.key, status=record.status)
+                self.log.info(
+                    "stale or duplicate event", key=record.key, sequencer=record.sequencer
+                )
                 return False
             raise
         return True

@@ -486,3 +486,77 @@ def test_other_event_types_are_ignored(
     event["Records"][0]["eventName"] = "ObjectTagging:Put"
     assert process_event(event, indexer) == {"ignored": 1}
     assert stored(dynamodb_client, table_name, "tagged.png") is None
+
+
+def _record_calls(*clients: Any) -> list[str]:
+    """Every AWS operation the clients make from now on, in order."""
+    calls: list[str] = []
+    for client in clients:
+        client.meta.events.register("before-call.*.*", lambda model, **kw: calls.append(model.name))
+    return calls
+
+
+def test_a_new_image_costs_one_read_and_one_conditional_write(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str
+) -> None:
+    event = created(s3_client, bucket, "calls/new.jpg", noisy_jpeg(150, 110), "D0")
+    calls = _record_calls(s3_client, dynamodb_client)
+    assert process_event(event, indexer) == {"active": 1}
+    assert calls == ["GetObject", "PutItem"]
+
+
+def test_a_duplicate_is_refused_by_the_conditional_write(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str
+) -> None:
+    event = created(s3_client, bucket, "calls/dup.png", image_bytes("PNG"), "D1")
+    process_event(event, indexer)
+    first = stored(dynamodb_client, table_name, "calls/dup.png")
+    calls = _record_calls(s3_client, dynamodb_client)
+    assert process_event(event, indexer) == {"stale": 1}
+    assert calls == ["GetObject", "PutItem"]
+    assert stored(dynamodb_client, table_name, "calls/dup.png") == first
+
+
+def test_a_stale_create_whose_object_is_gone_reads_the_table_to_say_so(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str
+) -> None:
+    create = created(s3_client, bucket, "calls/late.png", image_bytes("PNG"), "D2")
+    s3_client.delete_object(Bucket=bucket, Key="calls/late.png")
+    delete = s3_event("s3_delete", bucket=bucket, key="calls/late.png", sequencer="D3")
+    calls = _record_calls(s3_client, dynamodb_client)
+    assert process_event(delete, indexer) == {"deleted": 1}
+    assert calls == ["PutItem"]
+    calls.clear()
+    assert process_event(create, indexer) == {"stale": 1}
+    assert calls == ["GetObject", "GetItem"]  # the read fails at once: nothing was fetched
+    assert stored(dynamodb_client, table_name, "calls/late.png").status == "deleted"  # type: ignore[union-attr]
+
+
+def test_a_stale_version_removal_skips_the_head_request(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, versioned_bucket: str
+) -> None:
+    old = upload(s3_client, versioned_bucket, "calls/v.png", image_bytes("PNG"))
+    newer = created(s3_client, versioned_bucket, "calls/v.png", image_bytes("GIF"), "D5")
+    process_event(newer, indexer)
+    removal = s3_event(
+        "s3_delete",
+        bucket=versioned_bucket,
+        key="calls/v.png",
+        sequencer="D4",
+        version_id=old["VersionId"],
+    )
+    calls = _record_calls(s3_client, dynamodb_client)
+    assert process_event(removal, indexer) == {"stale": 1}
+    assert calls == ["GetItem"]
+    assert stored(dynamodb_client, table_name, "calls/v.png").format == "GIF"  # type: ignore[union-attr]
+
+
+def test_a_malformed_sequencer_fails_the_record_before_any_call(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, bucket: str
+) -> None:
+    event = created(s3_client, bucket, "calls/bad.png", image_bytes("PNG"), "D6")
+    event["Records"][0]["s3"]["object"]["sequencer"] = "not hex!"
+    calls = _record_calls(s3_client, dynamodb_client)
+    with pytest.raises(RecordsFailed, match=r"bad\.png"):
+        process_event(event, indexer)
+    assert calls == []
