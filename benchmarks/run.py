@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import io
+import json
 import math
 import os
 import platform
@@ -37,12 +39,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
+
+from PIL import Image, ImageChops
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from imgcli.localcloud import process  # noqa: E402
+from lambdas.image_metadata import FULL_DECODE_BYTES, describe_image  # noqa: E402
+from lambdas.logs import JsonLogger  # noqa: E402
 from lambdas.records import STATUS_INDEX, ImageRecord, to_item  # noqa: E402
+from lambdas.save_delete import Indexer, process_event  # noqa: E402
+from tests.eventdata import load_event  # noqa: E402
 from tests.images import noisy_jpeg  # noqa: E402
 from tests.localstack import KEY, SECRET, bootstrap, local_client, local_cloud_env  # noqa: E402
 
@@ -78,11 +87,14 @@ class Settings:
     large_bytes: int
     many_count: int  # tiny files / index items for the memory and listing cases; 0 skips
     use_aws: bool
+    photo_size: tuple[int, int]  # the photo-like JPEG's width and height
 
 
 def settings(smoke: bool, rounds: int | None, use_aws: bool) -> Settings:
     if smoke:
-        return Settings(True, rounds or 1, rounds or 1, 10, 2, 200_000, 0, 0, 0, use_aws)
+        return Settings(
+            True, rounds or 1, rounds or 1, 10, 2, 200_000, 0, 0, 0, use_aws, (400, 300)
+        )
     return Settings(
         False,
         rounds or 3,
@@ -94,6 +106,7 @@ def settings(smoke: bool, rounds: int | None, use_aws: bool) -> Settings:
         50_000_000,
         10_000,
         use_aws,
+        (4000, 3000),
     )
 
 
@@ -109,6 +122,21 @@ def sized_jpeg(target_bytes: int, quality: int) -> bytes:
     pixels = target_bytes / _BYTES_PER_PIXEL[quality]
     width = max(8, int(math.sqrt(pixels * 4 / 3)))
     return noisy_jpeg(width, max(8, width * 3 // 4), quality)
+
+
+def photo_like_jpeg(width: int, height: int) -> bytes:
+    """A JPEG with a photo's structure (smooth areas, hard edges, fine grain) and camera
+    EXIF, so that its size and decode time are a camera's, not a noise image's."""
+    size = (width, height)
+    shapes = Image.effect_mandelbrot(size, (-2.2, -1.2, 1.0, 1.2), 48)
+    sky = Image.linear_gradient("L").resize(size)
+    grain = Image.effect_noise(size, 24)
+    image = Image.merge("RGB", (shapes, ImageChops.add(sky, grain, 2.0), grain))
+    exif = Image.Exif()
+    exif.update({0x010F: "imgcli-bench", 0x0110: "Photo-like 12 MP", 0x0132: "2026:11:27 12:00:00"})
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90, exif=exif)
+    return out.getvalue()
 
 
 def write_files(folder: Path, count: int, target_bytes: int, quality: int, stem: str) -> Path:
@@ -454,6 +482,76 @@ class Bench:
         if "aws" in times:
             self.report.add(rate_row(label, times["imgcli"], times["aws"], "aws s3 cp", 2.0))
 
+    def check_time(self, photo: Path) -> None:
+        """The upload's Pillow check of one 12 MP photo, against decoding it in full."""
+        data = photo.read_bytes()
+        quick: list[float] = []
+        full: list[float] = []
+        for _ in range(max(self.config.rounds, 10)):
+            started = time.perf_counter()
+            describe_image(io.BytesIO(data), len(data), full_decode_bytes=0)
+            quick.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+            full.append(time.perf_counter() - started)
+        with Image.open(photo) as image:
+            pixels = image.width * image.height
+        ms = [value * 1000 for value in quick]
+        case = f"upload's check of a {pixels / 1e6:.3g} MP photo-like JPEG"
+        self.report.add(
+            Row(f"{case} ({len(data) / 1e6:.1f} MB)",
+                f"{statistics.median(ms):.2f} ms",
+                f"{statistics.median(full) * 1000:.0f} ms (full decode)",
+                statistics.median(quick) / statistics.median(full),
+                f"{min(ms):.2f}-{max(ms):.2f} ms", "—", None)
+        )  # fmt: skip
+
+    def save_reads(self, cloud: Cloud, images: list[Path]) -> None:
+        """Bytes the save function reads from S3 to index each image, by its own log line.
+
+        The function's code runs here, in process, against the stack's local cloud: its log
+        says what it read, which the deployed copy's asynchronous runs do not report back.
+        """
+        s3 = local_client(cloud.stack, "s3")
+        bucket = cloud.stack["bucket"]
+        for path in images:
+            key = f"save-reads/{path.name}"
+            data = path.read_bytes()
+            put = s3.put_object(Bucket=bucket, Key=key, Body=data)
+            event = load_event("s3_put")
+            record = event["Records"][0]
+            record["s3"]["bucket"] = {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"}
+            record["s3"]["object"] = {
+                "key": quote_plus(key, safe="/"),
+                "size": len(data),
+                "eTag": put["ETag"].strip('"'),
+                "versionId": put["VersionId"],
+                "sequencer": f"{time.time_ns():020X}",
+            }
+            lines = io.StringIO()
+            indexer = Indexer(
+                s3=s3,
+                dynamodb=local_client(cloud.stack, "dynamodb"),
+                table_name=cloud.stack["table"],
+                log=JsonLogger("save_delete", stream=lines),
+            )
+            process_event(event, indexer)
+            (described,) = [
+                entry
+                for entry in map(json.loads, lines.getvalue().splitlines())
+                if entry["message"] == "described object"
+            ]
+            share = described["bytes_read"] / len(data)
+            big = len(data) > FULL_DECODE_BYTES
+            self.report.add(
+                Row(f"save function on a {len(data) / 1e6:.1f} MB JPEG ({path.stem})",
+                    f"{described['bytes_read']:,} bytes read in {described['requests']} requests",
+                    f"{len(data):,} bytes (the object)", share, "— (deterministic)",
+                    "≤ 1 % of the object" if big else "— (decoded in full: under 16 MiB)",
+                    share <= 0.01 if big else None)
+            )  # fmt: skip
+
     def startup(self, cloud: Cloud) -> None:
         commands: dict[str, tuple[list[str], dict[str, str]]] = {
             "python -c pass": ([PYTHON, "-c", "pass"], cloud.env),
@@ -702,19 +800,30 @@ def main(argv: list[str] | None = None) -> int:
         small = write_files(base / "small", config.small_count, 20_000, 90, "s")
         large = write_files(base / "large", config.medium_count, config.medium_bytes, 95, "m")
         write_files(base / "large", config.large_count, config.large_bytes, 100, "L")
+        photo = base / "photo" / "photo-12mp.jpg"
+        photo.parent.mkdir()
+        photo.write_bytes(photo_like_jpeg(*config.photo_size))
         log(f"test data: {folder_bytes(small) / 1e6:.1f} MB small, "
             f"{folder_bytes(large) / 1e6:.1f} MB large")  # fmt: skip
 
         # (name, warm up first, cases): a fresh local cloud per group.
         groups: list[tuple[str, bool, list[Callable[[Cloud], None]]]] = [
             ("small", True, [bench.startup, lambda cloud: bench.small_uploads(cloud, small)]),
-            ("large", True, [lambda cloud: bench.large_uploads(cloud, large)]),
+            (
+                "large",
+                True,
+                [
+                    lambda cloud: bench.large_uploads(cloud, large),
+                    lambda cloud: bench.save_reads(cloud, [*sorted(large.glob("L*")), photo]),
+                ],
+            ),
             ("indexing", True, [bench.indexing]),
         ]
         if config.many_count:
             groups.append(("many", False, [bench.listing, bench.upload_memory]))
         if config.smoke:  # one local cloud for everything: start-up costs more than the cases
             groups = [("all", True, [case for _, _, cases in groups for case in cases])]
+        bench.check_time(photo)
         for name, warm, cases in groups:
             with local_cloud(base, name) as cloud:
                 if warm:

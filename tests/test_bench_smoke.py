@@ -34,4 +34,6 @@ def test_the_harness_runs_on_tiny_data_and_prints_its_table(tmp_path: Path) -> N
     assert "| case | imgcli median | comparison median |" in done.stdout
     assert "| upload 10 x 20 KB |" in done.stdout
     assert "| `imgcli --help` start-up |" in done.stdout
+    assert "| upload's check of a 0.12 MP photo-like JPEG" in done.stdout
+    assert "| save function on a " in done.stdout
     assert RESULTS.read_bytes() == before, "the smoke run must not write RESULTS.md"
