@@ -92,7 +92,6 @@ import json
 import logging
 import os
 import pickle
-import shutil
 import sys
 import tempfile
 import threading
@@ -472,10 +471,9 @@ class _BodyWriter:
     def _write(self, name: str, key: FakeKey) -> int:
         temporary = self.directory / f".{name}.tmp"
         with key.lock, temporary.open("wb") as file:
-            buffer = key._value_buffer
             try:
-                buffer.seek(0)
-                shutil.copyfileobj(buffer, file, _COPY_CHUNK)
+                for chunk in _body_chunks(key._value_buffer):
+                    file.write(chunk)
             except ValueError:
                 pass  # a disposed (deleted) key's buffer is closed: moto pickles it as b""
             size = file.tell()
@@ -501,6 +499,29 @@ class _BodyWriter:
         for file in self.directory.iterdir():
             if file.name not in self.named:
                 file.unlink(missing_ok=True)
+
+
+def _body_chunks(buffer: tempfile.SpooledTemporaryFile[bytes]) -> Iterator[bytes]:
+    """A key's body, read without moving its buffer's position.
+
+    moto computes a new key's ETag by seeking and reading the buffer without the key's
+    lock, possibly while a save copies the body: seeking here would corrupt one or the
+    other. Held in memory, the body is a ``BytesIO`` whose value needs no seek; in a file,
+    it is read with ``pread`` from a duplicate descriptor, which has no position to share.
+    """
+    inner = buffer._file
+    if isinstance(inner, io.BytesIO):
+        yield inner.getvalue()
+        return
+    inner.flush()  # what moto wrote may still be in the buffered writer
+    descriptor = os.dup(inner.fileno())
+    try:
+        offset = 0
+        while chunk := os.pread(descriptor, _COPY_CHUNK, offset):
+            offset += len(chunk)
+            yield chunk
+    finally:
+        os.close(descriptor)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -756,9 +777,12 @@ def _moved_internals() -> Iterator[str]:
 def _moved_key_internals() -> Iterator[str]:
     key = FakeKey("imgcli-probe", b"body", "123456789012", "us-east-1")
     try:
-        if not isinstance(getattr(key, "_value_buffer", None), tempfile.SpooledTemporaryFile):
+        buffer = getattr(key, "_value_buffer", None)
+        if not isinstance(buffer, tempfile.SpooledTemporaryFile):
             yield "FakeKey no longer keeps its body in _value_buffer"
             return
+        if b"".join(_body_chunks(buffer)) != b"body":
+            yield "SpooledTemporaryFile no longer keeps its data in _file"
         state = {name: value for name, value in vars(key).items() if name != "_value_buffer"}
         copy = cast(FakeKey, FakeKey.__new__(FakeKey))
         copy.__setstate__({**state, "value": b"restored"})
