@@ -5,6 +5,10 @@ Two figures issue 4 asks for, measured (never asserted in tests):
 * **Upload → listed**: a private local cloud and stack; 100 x ~20 KB JPEGs are PUT with
   plain boto3 (16 threads); the signed API is polled every 20 ms, and each image's latency
   is the time from the end of its PUT to the first listing that shows it.
+* **Local cloud CPU per round**: the CPU seconds the local cloud's server process and its
+  Lambda workers used during one round of that figure (from ``/proc``, Linux only). The
+  server is one Python process, so its share is what bounds the latency: 100 events
+  cannot be indexed faster than the server can answer their calls one GIL at a time.
 * **Runtime overhead**: a warm invocation of a trivial handler through ``LambdaRuntime``
   (a worker subprocess) against calling the same handler in this process.
 
@@ -30,6 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imgcli.gallery_api import GalleryApi
+from imgcli.localcloud import process
 from imgcli.localcloud.runtime import FunctionSpec, LambdaRuntime
 from tests.images import noisy_jpeg
 from tests.localstack import (
@@ -73,6 +78,46 @@ def indexing_latencies(stack: dict[str, Any], round_number: int) -> list[float]:
     watcher.join(timeout=60)
     stop.set()
     return [seen[key] - put_done[key] for key in keys if key in seen]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of ``pid`` so far; 0 if it is gone or this is not Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The server's child processes: its Lambda workers."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(child) for child in children]
+
+
+class CloudCpu:
+    """CPU seconds the local cloud (server, workers) used between ``start`` and ``stop``."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self._started: dict[int, float] = {}
+
+    def start(self) -> None:
+        if self.pid is not None:
+            pids = [self.pid, *worker_pids(self.pid)]
+            self._started = {pid: cpu_seconds(pid) for pid in pids}
+
+    def stop(self) -> tuple[float, float]:
+        if self.pid is None:
+            return 0.0, 0.0
+        server = cpu_seconds(self.pid) - self._started.get(self.pid, 0.0)
+        workers = sum(
+            cpu_seconds(pid) - self._started.get(pid, 0.0) for pid in worker_pids(self.pid)
+        )
+        return server, workers
 
 
 def runtime_overhead(workdir: Path, calls: int = 300) -> tuple[float, float]:
@@ -120,11 +165,18 @@ def main() -> None:
     medians: list[float] = []
     p95s: list[float] = []
     overheads: list[float] = []
+    server_cpu: list[float] = []
+    worker_cpu: list[float] = []
     with tempfile.TemporaryDirectory() as base, local_cloud_env(Path(base), "bench") as env:
         os.environ.update({k: v for k, v in env.items() if k.startswith("IMGCLI_")})
         stack = bootstrap(env)
+        cloud = CloudCpu(process.status(int(env["IMGCLI_LOCAL_PORT"]), env).pid)
         for number in range(rounds):
+            cloud.start()
             latencies = sorted(indexing_latencies(stack, number))
+            server, workers = cloud.stop()
+            server_cpu.append(server)
+            worker_cpu.append(workers)
             medians.append(statistics.median(latencies))
             p95s.append(latencies[int(len(latencies) * 0.95) - 1])
             warm, direct = runtime_overhead(Path(base) / f"runtime{number}")
@@ -141,7 +193,9 @@ def main() -> None:
     print("|---|---:|---:|")
     print(row("upload → listed, median of 100 x ~20 KB", medians, 1, "s"))
     print(row("upload → listed, 95th percentile", p95s, 1, "s"))
-    print(row("runtime overhead per warm invocation", overheads, 1000, "ms"))
+    print(row("local cloud server CPU per round", server_cpu, 1, "s"))
+    print(row("Lambda workers' CPU per round", worker_cpu, 1, "s"))
+    print(row("runtime overhead per warm invocation", overheads, 1_000_000, "µs"))
 
 
 if __name__ == "__main__":
