@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import datetime
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, NoRegionError, ProfileNotFound
 from botocore.stub import Stubber
+from botocore.utils import parse_timestamp as botocore_parse_timestamp
+from urllib3 import HTTPResponse
 
 from imgcli import __version__
-from imgcli.aws import DEFAULT_MAX_POOL_CONNECTIONS, AwsClients
+from imgcli.aws import DEFAULT_MAX_POOL_CONNECTIONS, AwsClients, parse_timestamp
 from imgcli.config import LOCAL_ACCESS_KEY, Flags, StackSettings, resolve_stack
 from imgcli.errors import ExitCode, describe_failure
 
@@ -150,3 +156,51 @@ def test_successful_responses_are_untouched() -> None:
         stubber.add_response("list_buckets", {"Buckets": []})
         response = s3.list_buckets()
     assert "ImgcliServiceId" not in response.get("ResponseMetadata", {})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-27T04:29:39.000Z",
+        "2026-11-27T04:29:39Z",
+        "2026-11-27T04:29:39.123456789Z",
+        "20261127T042939Z",
+        "2026-11-27T06:29:39+02:00",
+        "Fri, 27 Nov 2026 04:29:39 GMT",
+        "1795753779",
+        1795753779,
+    ],
+)
+def test_timestamps_are_the_datetimes_botocore_would_give(value: object) -> None:
+    parsed = parse_timestamp(value)
+    assert parsed == botocore_parse_timestamp(value)
+    assert parsed.utcoffset() is not None
+
+
+def test_a_bad_timestamp_is_refused_as_botocore_refuses_it() -> None:
+    with pytest.raises(ValueError, match="Invalid timestamp"):
+        parse_timestamp("2026-11-27Z")
+
+
+LISTING = b"""<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+<Name>b</Name><Prefix></Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys>
+<IsTruncated>false</IsTruncated>
+<Contents><Key>a.jpg</Key><LastModified>2026-11-27T04:29:39.000Z</LastModified>
+<ETag>&quot;0cc175b9c0f1b6a831c399e269772661&quot;</ETag><Size>1</Size></Contents>
+</ListBucketResult>"""
+
+
+def test_clients_parse_response_timestamps_with_imgclis_parser() -> None:
+    s3 = AwsClients(settings()).client("s3")
+
+    def canned_listing(request: Any, **_: Any) -> AWSResponse:
+        raw = HTTPResponse(body=io.BytesIO(LISTING), preload_content=False)
+        return AWSResponse(request.url, 200, {}, raw)
+
+    s3.meta.events.register("before-send.s3.ListObjectsV2", canned_listing)
+    modified = s3.list_objects_v2(Bucket="b")["Contents"][0]["LastModified"]
+
+    assert modified == datetime.datetime(2026, 11, 27, 4, 29, 39, tzinfo=datetime.UTC)
+    # fromisoformat's UTC, not dateutil's: the fast path read it.
+    assert modified.tzinfo is datetime.UTC
