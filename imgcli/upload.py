@@ -13,8 +13,8 @@ and a Ctrl-C, arrives on the caller's thread; worker threads only send. Each fil
 checked before it is queued, so a bad file is never sent, and the checks overlap the
 transfers of earlier files instead of delaying the first one. Memory is bounded for any number of
 files: the walk is a generator holding one sorted folder listing per level, at most
-``UploadConfig.lookahead`` decided files wait for a transfer, one page of the bucket
-listing is held, and file contents are streamed, never read whole.
+``UploadConfig.lookahead`` decided files wait for a transfer, two pages of the bucket
+listing are held, and file contents are streamed, never read whole.
 
 **The check**, in order (the first failure refuses the file, by path, with a reason):
 the key is valid UTF-8 of at most 1,024 bytes; the path resolves (broken symlinks and
@@ -30,7 +30,7 @@ detected format, never the file name.
 **Existing keys.** Local keys are produced in S3's own order (UTF-8 byte order: each
 folder's entries are sorted with folder names followed by ``/``), and several paths are
 merged with ``heapq.merge``, so one ``ListObjectsV2`` pass over the common prefix,
-fetched a page at a time as the walk reaches it, is joined with the walk like a sorted
+fetched a page at a time one page ahead of the walk, is joined with the walk like a sorted
 merge (as ``aws s3 sync`` does). No key means upload. A different size means different
 content. Same size: the listing's ETag decides without another request when it is one
 imgcli can reproduce, the MD5 of the file for a single-part object and, for a multipart
@@ -118,6 +118,8 @@ DEFAULT_WAIT_TIMEOUT_S: Final = 60.0
 _HASH_CHUNK: Final = 1 * MiB
 # How often a waiting thread looks at the stop flag: the longest a Ctrl-C waits for it.
 _POLL_S: Final = 0.1
+# Checked files that may wait for the bucket listing to reach their keys: a page's worth.
+_CHECKED_AHEAD: Final = 1000
 
 Status = Literal["uploaded", "skipped", "refused", "failed", "would_upload"]
 STATUSES: Final[tuple[Status, ...]] = ("uploaded", "skipped", "refused", "failed", "would_upload")
@@ -488,28 +490,84 @@ class _Existing:
 
 
 class _BucketListing:
-    """One ListObjectsV2 pass, read a page at a time in step with the sorted local keys."""
+    """One ListObjectsV2 pass, read a page at a time in step with the sorted local keys.
+
+    Each page is requested one page ahead, on a thread of its own, so its round trip
+    overlaps the checks instead of stalling them: the first page is asked for when the
+    listing is made, each next one when the one before it is reached; ``ready`` says
+    whether ``find`` would have to wait for one.
+    """
 
     def __init__(self, client: Any, bucket: str, prefix: str, start_after: str) -> None:
         arguments = {"Bucket": bucket, "Prefix": prefix}
         if start_after > prefix:
             arguments["StartAfter"] = start_after
         pages = client.get_paginator("list_objects_v2").paginate(**arguments)
-        self._objects = (
-            _Existing(item["Key"], int(item["Size"]), _etag(item["ETag"]))
-            for page in pages
-            for item in page.get("Contents", [])
-        )
-        self._current: _Existing | None = None
-        self._done = False
+        self._upcoming: _NextPage | None = _NextPage(iter(pages))
+        # The current page from the first object not below the last key asked for.
+        self._objects: list[_Existing] = []
+        self._index = 0
 
     def find(self, key: str) -> _Existing | None:
         """The object at ``key``; keys must be asked for in increasing order."""
-        while not self._done and (self._current is None or self._current.key < key):
-            self._current = next(self._objects, None)
-            self._done = self._current is None
-        current = self._current
-        return current if current is not None and current.key == key else None
+        self._reach(key, wait=True)
+        if self._index < len(self._objects) and self._objects[self._index].key == key:
+            return self._objects[self._index]
+        return None
+
+    def ready(self, key: str) -> bool:
+        """Whether ``find(key)`` can answer without waiting for a page."""
+        return self._reach(key, wait=False)
+
+    def _reach(self, key: str, *, wait: bool) -> bool:
+        while True:
+            objects = self._objects
+            while self._index < len(objects) and objects[self._index].key < key:
+                self._index += 1
+            if self._index < len(objects) or self._upcoming is None:
+                return True
+            if not wait and not self._upcoming.done():
+                return False
+            page = self._upcoming.result()
+            self._upcoming = None if page is None else self._upcoming.following()
+            self._index = 0
+            self._objects = [
+                _Existing(item["Key"], int(item["Size"]), _etag(item["ETag"]))
+                for item in (page or {}).get("Contents", [])
+            ]
+
+
+class _NextPage:
+    """``next(pages)`` on a daemon thread (a Ctrl-C never waits for a listing request)."""
+
+    def __init__(self, pages: Iterator[Any]) -> None:
+        self._pages = pages
+        self._page: Any = None
+        self._error: BaseException | None = None
+        self._ready = threading.Event()
+        threading.Thread(target=self._fetch, name="imgcli-upload-listing", daemon=True).start()
+
+    def _fetch(self) -> None:
+        try:
+            self._page = next(self._pages, None)
+        except BaseException as exc:  # noqa: BLE001 - raised again where the page is wanted
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    def done(self) -> bool:
+        return self._ready.is_set()
+
+    def result(self) -> Any:
+        """The page, ``None`` after the last one; the request's error, raised here."""
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self._page
+
+    def following(self) -> _NextPage:
+        """Start fetching the page after this one."""
+        return _NextPage(self._pages)
 
 
 def _etag(value: str) -> str:
@@ -743,6 +801,9 @@ class _Batch:
         streams = [_candidates(root, selection.prefix) for root in self.roots]
         excluded = 0
         previous: _Candidate | None = None
+        # Checked files wait here until the listing can answer for them without waiting for
+        # a page, so the checks go on while a page is on its way.
+        waiting: deque[tuple[_Candidate, str, int, str]] = deque()
         for candidate in heapq.merge(*streams, key=lambda found: found.sort_key):
             if self.stop.is_set():
                 break
@@ -754,15 +815,20 @@ class _Batch:
                 self._decided(candidate, "refused", f"same key as {previous.shown}")
             else:
                 previous = candidate
-                self._plan_file(candidate, candidate.key, listing)
+                checked = self._check(candidate, candidate.key)
+                if isinstance(checked, str):
+                    self._decided(candidate, "refused", checked)
+                else:
+                    waiting.append((candidate, candidate.key, *checked))
+                while waiting and (len(waiting) > _CHECKED_AHEAD or listing.ready(waiting[0][1])):
+                    self._plan_file(*waiting.popleft(), listing)
+        while waiting and not self.stop.is_set():
+            self._plan_file(*waiting.popleft(), listing)
         return excluded
 
-    def _plan_file(self, candidate: _Candidate, key: str, listing: _BucketListing) -> None:
-        checked = self._check(candidate, key)
-        if isinstance(checked, str):
-            self._decided(candidate, "refused", checked)
-            return
-        size, content_type = checked
+    def _plan_file(
+        self, candidate: _Candidate, key: str, size: int, content_type: str, listing: _BucketListing
+    ) -> None:
         existing = listing.find(key)
         replaces = existing is not None
         if existing is not None:

@@ -371,6 +371,47 @@ def test_the_listing_is_read_a_page_at_a_time(
     assert calls.counts["ListObjectsV2"] == 1
 
 
+def test_a_listing_of_several_pages_is_joined_with_the_walk(
+    s3_client: Any, bucket: str, tmp_path: Path, calls: Calls
+) -> None:
+    for index in range(1001):  # other objects under the prefix, sorting before ours
+        s3_client.put_object(Bucket=bucket, Key=f"p/a-{index:04d}", Body=b"x")
+    folder = images_folder(tmp_path / "photos", 3)
+    upload(s3_client, bucket, folder, recursive=True, prefix="p/")
+    calls.reset()
+
+    again, _ = upload(s3_client, bucket, folder, recursive=True, prefix="p/")
+
+    # Our keys are on the second page, fetched while the first one was being read.
+    assert (again.uploaded, again.skipped) == (0, 3)
+    assert calls.counts == Counter({"ListObjectsV2": 2})
+
+
+def test_files_are_checked_while_the_listing_is_on_its_way(
+    s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    folder = images_folder(tmp_path / "photos", 5)
+    upload(s3_client, bucket, folder, recursive=True)
+    every_file_opened = threading.Event()
+    opened: list[Path] = []
+
+    def open_counted(path: Path) -> Any:
+        opened.append(path)
+        if len(opened) == 5:
+            every_file_opened.set()
+        return path.open("rb")
+
+    def answer_once_all_are_checked(**_: Any) -> None:
+        # Holding the listing back must not hold back the checks.
+        if not every_file_opened.wait(timeout=10):
+            raise AssertionError("the checks waited for the listing")
+
+    s3_client.meta.events.register("before-call.s3.ListObjectsV2", answer_once_all_are_checked)
+    again, _ = upload(s3_client, bucket, folder, recursive=True, open_file=open_counted)
+
+    assert (again.uploaded, again.skipped) == (0, 5)
+
+
 def test_different_content_is_refused_unless_overwrite(
     s3_client: Any, bucket: str, tmp_path: Path, calls: Calls
 ) -> None:
