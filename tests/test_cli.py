@@ -346,6 +346,31 @@ def test_running_without_aws_work_loads_nothing_heavy(args: list[str]) -> None:
     assert result.stderr.splitlines()[-1] == "LOADED="
 
 
+GC_PROBE = """
+import gc, sys
+from imgcli.cli import main
+sys.argv = ["imgcli", "--version"]
+try:
+    main()
+except SystemExit:
+    pass
+sys.stderr.write(f"THRESHOLD={gc.get_threshold()[0]} FROZEN={gc.get_freeze_count()}\\n")
+"""
+
+
+def test_the_console_script_collects_less_often_and_skips_the_last_collection() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", GC_PROBE], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    threshold, frozen = (
+        int(field.split("=")[1]) for field in result.stderr.splitlines()[-1].split()
+    )
+    # Start-up's long-lived objects are not walked every 700 allocations, and the
+    # interpreter's final collection skips everything made before the command ended.
+    assert threshold > 700
+    assert frozen > 10_000
+
+
 def test_python_dash_m_runs_the_cli() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "imgcli", "--version"],
