@@ -90,12 +90,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 def worker_pids(pid: int) -> list[int]:
-    """The server's child processes: its Lambda workers."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
-    return [int(child) for child in children]
+    """The server's child processes, its Lambda workers, whichever thread started them."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue  # the thread ended meanwhile
+    return children
 
 
 class CloudCpu:
@@ -182,11 +184,11 @@ def main() -> None:
             warm, direct = runtime_overhead(Path(base) / f"runtime{number}")
             overheads.append(warm - direct)
 
-    def row(name: str, values: list[float], unit: float, label: str) -> str:
+    def row(name: str, values: list[float], unit: float, label: str, digits: int = 2) -> str:
         shown = [v * unit for v in values]
         return (
-            f"| {name} | {statistics.median(shown):.1f} {label} "
-            f"| {min(shown):.1f}-{max(shown):.1f} {label} |"
+            f"| {name} | {statistics.median(shown):.{digits}f} {label} "
+            f"| {min(shown):.{digits}f}-{max(shown):.{digits}f} {label} |"
         )
 
     print(f"| figure | median of {rounds} rounds | spread |")
@@ -195,7 +197,7 @@ def main() -> None:
     print(row("upload → listed, 95th percentile", p95s, 1, "s"))
     print(row("local cloud server CPU per round", server_cpu, 1, "s"))
     print(row("Lambda workers' CPU per round", worker_cpu, 1, "s"))
-    print(row("runtime overhead per warm invocation", overheads, 1_000_000, "µs"))
+    print(row("runtime overhead per warm invocation", overheads, 1_000_000, "µs", digits=1))
 
 
 if __name__ == "__main__":
