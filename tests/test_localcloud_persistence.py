@@ -10,6 +10,7 @@ the scheduler, and the moto internals the module relies on.
 
 from __future__ import annotations
 
+import copyreg
 import hashlib
 import io
 import json
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 import zipfile
+from collections import ChainMap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -603,7 +605,7 @@ def test_a_checked_snapshot_that_cannot_be_restored_leaves_moto_empty(
     # A whole, correctly checksummed snapshot naming backends moto does not have: what a
     # change to moto's layout under the same version string would look like.
     body = pickle.dumps([("moto.s3.models", "no_such_backends", {}, {})])
-    rewrite_body(snapshot, body)
+    rewrite_body(snapshot, pickle.dumps({}) + body)  # no body files, then the backends
     client("s3").create_bucket(Bucket="running")
 
     with pytest.raises(SnapshotError, match="imgcli local reset"):
@@ -690,7 +692,7 @@ def test_saving_a_body_leaves_its_buffer_where_moto_had_it(
 
 
 @pytest.mark.parametrize("damage", ["removed", "cut short"])
-def test_a_missing_or_damaged_body_fails_the_load_and_leaves_moto_empty(
+def test_a_missing_or_damaged_body_is_refused_and_the_state_untouched(
     moto_aws: None, snapshot: Path, damage: str
 ) -> None:
     s3 = client("s3")
@@ -704,10 +706,89 @@ def test_a_missing_or_damaged_body_fails_the_load_and_leaves_moto_empty(
         body.write_bytes(b"01234")
     s3.create_bucket(Bucket="running")
 
-    with pytest.raises(SnapshotError, match="object body"):
+    with pytest.raises(SnapshotError, match=r"names an object body that is .*imgcli local reset"):
         persistence.load_snapshot(snapshot)
 
-    assert s3.list_buckets()["Buckets"] == []
+    assert [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]] == ["bodies", "running"]
+
+
+def test_a_completed_multipart_upload_survives_saves_before_and_after_it(
+    moto_aws: None, snapshot: Path
+) -> None:
+    # Completing disposes the parts (their buffers close) while the new key still refers
+    # to them: saved like moto pickles them, empty, and without files.
+    s3 = client("s3")
+    s3.create_bucket(Bucket="bodies")
+    part_size = 5 * 1024 * 1024
+    upload = s3.create_multipart_upload(Bucket="bodies", Key="big.jpg")["UploadId"]
+    parts = [
+        s3.upload_part(
+            Bucket="bodies", Key="big.jpg", UploadId=upload, PartNumber=number, Body=body
+        )["ETag"]
+        for number, body in ((1, os.urandom(part_size)), (2, b"end"))
+    ]
+    persistence.save_snapshot(snapshot)  # the parts, while the upload is in progress
+    s3.complete_multipart_upload(
+        Bucket="bodies",
+        Key="big.jpg",
+        UploadId=upload,
+        MultipartUpload={
+            "Parts": [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(parts, 1)]
+        },
+    )
+    whole = s3.get_object(Bucket="bodies", Key="big.jpg")["Body"].read()
+    persistence.save_snapshot(snapshot)
+    persistence.save_snapshot(snapshot)
+
+    assert body_files(snapshot) == [whole]
+    wipe_moto()
+    persistence.load_snapshot(snapshot)
+    assert s3.get_object(Bucket="bodies", Key="big.jpg")["Body"].read() == whole
+
+
+def test_a_body_that_cannot_be_written_fails_the_save_and_keeps_the_last_one(
+    moto_aws: None, snapshot: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3 = client("s3")
+    s3.create_bucket(Bucket="bodies")
+    s3.put_object(Bucket="bodies", Key="old.jpg", Body=b"old")
+    persistence.save_snapshot(snapshot)
+    good = snapshot.read_bytes()
+    s3.put_object(Bucket="bodies", Key="new.jpg", Body=b"new")
+
+    def disk_full(descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    # Not "S3 cannot be pickled, saved without it": the save fails.
+    with pytest.raises(SnapshotError, match="No space left on device"):
+        persistence.save_snapshot(snapshot)
+    monkeypatch.undo()
+
+    assert snapshot.read_bytes() == good
+    assert body_files(snapshot) == [b"old"]
+
+
+def test_a_format_1_snapshot_with_the_bodies_inside_still_loads(
+    moto_aws: None, snapshot: Path
+) -> None:
+    s3 = client("s3")
+    s3.create_bucket(Bucket="bodies")
+    s3.put_object(Bucket="bodies", Key="k.jpg", Body=b"inside")
+    # What format 1 wrote: the same pickle, with moto's own pickling of each key.
+    backend_dicts = list(BackendDict._instances)  # type: ignore[misc]
+    entries = [persistence._entry(backends) for backends in backend_dicts]
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = ChainMap[type, Any](dict(persistence._fixes()), copyreg.dispatch_table)
+    pickler.dump(entries)
+    persistence.save_snapshot(snapshot)
+    rewrite_header(snapshot, format=1)
+    rewrite_body(snapshot, buffer.getvalue())
+    wipe_moto()
+
+    assert persistence.load_snapshot(snapshot) is not None
+    assert s3.get_object(Bucket="bodies", Key="k.jpg")["Body"].read() == b"inside"
 
 
 def test_a_body_removed_by_hand_is_written_again_by_the_next_save(

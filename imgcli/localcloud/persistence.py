@@ -40,14 +40,19 @@ into each snapshot made a save cost as much as the whole bucket: with 1.3 GB sto
 save (every few seconds while anything changes) held the GIL for seconds and stalled every
 request the server was answering. Instead each ``FakeKey``'s body goes to a file in
 ``<snapshot>.bodies/`` the first time a snapshot sees that key, named by a random id that
-the key then carries (``_imgcli_body``), and the pickle holds only the id and the size.
-moto never changes a key's body after creating it (it sets ``value`` only in ``__init__``
-and ``__setstate__``; a copy is a new key, which may share its source's file), so a body
-already on disk is never written again and a save costs what the *metadata* costs. After
-the new snapshot is in place, body files it does not name are removed. Body files are
-written to a temporary name, renamed, and fsynced before the snapshot that names them,
-so the snapshot never points at a missing or partial body; a body whose size is not the
-recorded one fails the load like a damaged snapshot.
+the key then carries with the body's size (``_imgcli_body``), and the pickle holds only
+those two. moto 5.2.5 never changes a key's body after creating it (it sets ``value``
+only in ``__init__`` and ``__setstate__``; a copy, a completed multipart upload, a new
+version are new keys), so a body already on disk is not written again and a save costs
+what the *metadata* costs; a key whose size no longer matches its file gets a new one.
+A disposed key (a multipart upload's parts once it completes) has a closed buffer: like
+moto's own ``__getstate__``, it is saved with an empty body and no file.
+
+Each body file is written under a temporary name, fsynced and renamed, and the directory
+is fsynced, before the snapshot that names it replaces the last one; after that, files it
+does not name are removed. The snapshot lists the files it names with their sizes, and a
+load checks them all before it touches the running state. Bodies are checked by size
+only: hashing every body at every start would cost what the files cost to read.
 
 **A service pickle cannot handle** (on moto 5.2.5: KMS, which keeps ``cryptography``
 keys; SSM, whose defaultdict factory builds defaultdicts) is left out with a warning and
@@ -116,6 +121,8 @@ from imgcli.localcloud import MotoInternalsChanged
 
 #: Bumped whenever the layout of the header or of the pickled payload changes.
 FORMAT_VERSION: Final = 2
+#: What this module can load: version 1 held the bodies inside the pickle.
+READABLE_FORMATS: Final = (1, 2)
 #: The moto whose internals a snapshot holds; another moto cannot read them.
 MOTO_VERSION: Final[str] = moto.__version__
 #: First line of every snapshot, so that any other file is recognised as "not a snapshot".
@@ -193,9 +200,13 @@ def save_snapshot(path: Path, *, lock: Lock | None = None) -> SnapshotInfo:
 def _save(path: Path, lock: Lock | None) -> SnapshotInfo:
     started = time.perf_counter()
     bodies = _BodyWriter(bodies_directory(path))
-    dump = _dump_with_retries(lock, bodies)
-    bodies.make_durable()
-    body = dump.body
+    try:
+        dump = _dump_with_retries(lock, bodies)
+    except _BodyNotSaved as error:
+        raise SnapshotError(str(error)) from error
+    _fsync_directory(bodies.directory)
+    # The files it names first, so that a load can check them before it changes anything.
+    body = pickle.dumps(bodies.named, protocol=pickle.HIGHEST_PROTOCOL) + dump.body
     saved_at = datetime.now(UTC)
     header = {
         "format": FORMAT_VERSION,
@@ -228,8 +239,9 @@ def _save(path: Path, lock: Lock | None) -> SnapshotInfo:
 def load_snapshot(path: Path, *, lock: Lock | None = None) -> SnapshotInfo | None:
     """Replace moto's state with the snapshot at ``path``; ``None`` if there is none.
 
-    Raises ``SnapshotError`` for a snapshot of another moto or format version, and for a
-    file that is not a complete snapshot; in both cases the running state is untouched.
+    Raises ``SnapshotError`` for a snapshot of another moto or format version, for a file
+    that is not a complete snapshot, and for one whose body files are missing or cut short;
+    in all these cases the running state is untouched.
     A snapshot that passes those checks yet fails to unpickle (only a change to moto or
     to this module could cause that) raises ``SnapshotError`` too, leaving moto empty
     rather than half-restored. ``lock``, when given, is held while the state is replaced.
@@ -243,14 +255,19 @@ def load_snapshot(path: Path, *, lock: Lock | None = None) -> SnapshotInfo | Non
     except OSError as error:
         raise SnapshotError(f"cannot read the local cloud's snapshot {path}: {error}") from error
     header, body = _checked_parts(path, data)
-    with lock or nullcontext(), backend_lock:
+    directory = bodies_directory(path)
+    # The file is this module's own output from the user's private data directory, and it
+    # has just matched the digest its header records.
+    stream = io.BytesIO(body)
+    if header["format"] >= 2:
+        _check_bodies(path, directory, stream)
+    # Its own unpickler: protocol 4's memo indices restart with each pickle.
+    unpickler = _SnapshotUnpickler(stream, directory)
+    # Not while a save removes the files it does not name.
+    with _save_lock, lock or nullcontext(), backend_lock:
         _reset_moto()
         try:
-            # The file is this module's own output from the user's private data directory,
-            # and it has just matched the digest its header records.
-            services: list[_Service] = _SnapshotUnpickler(
-                io.BytesIO(body), bodies_directory(path)
-            ).load()
+            services: list[_Service] = unpickler.load()
             _install(services)
         except Exception as error:
             _reset_moto()  # never serve half a state
@@ -445,10 +462,9 @@ class _BodyWriter:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         # Listed at every save, not remembered between saves: a reset or a hand may have
-        # removed files since.
-        self.present = {file.name for file in directory.iterdir() if file.name[0] != "."}
-        self.named: set[str] = set()
-        self.fresh: list[Path] = []
+        # removed files since. Names only: Path objects cost twice as much per file.
+        self.present = {name for name in os.listdir(directory) if name[0] != "."}  # noqa: PTH208
+        self.named: dict[str, int] = {}
         self.written = 0
 
     def reduce_key(self, key: FakeKey) -> _Reduction:
@@ -457,48 +473,64 @@ class _BodyWriter:
             for name, value in vars(key).items()
             if name not in ("_value_buffer", "lock")
         }
-        body = state.get(BODY_ATTRIBUTE)
-        if body is None or body not in self.present:
-            body = body or uuid.uuid4().hex
-            size = self._write(body, key)
-            # Set on the live key too, so the next save finds its file.
-            vars(key)[BODY_ATTRIBUTE] = state[BODY_ATTRIBUTE] = body
-        else:
-            size = int(key.contentsize)
-        self.named.add(body)
-        return (_restored_key, (type(key), state, body, size))
+        tag = state.get(BODY_ATTRIBUTE)
+        if key.disposed:
+            tag = None
+        elif not (isinstance(tag, tuple) and tag[0] in self.present and tag[1] == key.contentsize):
+            tag = self._write(key)
+            # On the live key too, so the next save finds its file.
+            vars(key)[BODY_ATTRIBUTE] = tag
+        state[BODY_ATTRIBUTE] = tag
+        if tag is None:
+            return (_restored_key, (type(key), state, None, 0))
+        name, size = tag
+        self.named[name] = size
+        return (_restored_key, (type(key), state, name, size))
 
-    def _write(self, name: str, key: FakeKey) -> int:
+    def _write(self, key: FakeKey) -> tuple[str, int] | None:
+        """A new body file holding ``key``'s body: (its name, its size); None if the key
+        was disposed meanwhile."""
+        name = uuid.uuid4().hex
         temporary = self.directory / f".{name}.tmp"
-        with key.lock, temporary.open("wb") as file:
-            try:
-                for chunk in _body_chunks(key._value_buffer):
-                    file.write(chunk)
-            except ValueError:
-                pass  # a disposed (deleted) key's buffer is closed: moto pickles it as b""
-            size = file.tell()
-        temporary.replace(self.directory / name)
+        try:
+            with key.lock, temporary.open("wb") as file:
+                try:
+                    for chunk in _body_chunks(key._value_buffer):
+                        file.write(chunk)
+                except ValueError:  # its buffer was closed: disposed
+                    return None
+                file.flush()
+                os.fsync(file.fileno())
+                size = file.tell()
+            temporary.replace(self.directory / name)
+        # Raised as something pickling errors are not: losing a body must fail the save,
+        # never leave S3 out of it as a service that cannot be pickled.
+        except (OSError, AttributeError) as error:
+            raise _BodyNotSaved(
+                f"cannot save an object body in {self.directory}: {error!r}"
+            ) from error
+        finally:
+            temporary.unlink(missing_ok=True)
         self.present.add(name)
-        self.fresh.append(self.directory / name)
         self.written += 1
-        return size
-
-    def make_durable(self) -> None:
-        """fsync the bodies this save wrote, before a snapshot names them."""
-        for path in self.fresh:
-            descriptor = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
-        if self.fresh:
-            _fsync_directory(self.directory)
+        return name, size
 
     def remove_unnamed(self) -> None:
-        """Remove the files the snapshot just written does not name (and stale temporaries)."""
-        for file in self.directory.iterdir():
-            if file.name not in self.named:
-                file.unlink(missing_ok=True)
+        """Remove the files the snapshot just written does not name (and stale temporaries).
+
+        Best effort: the snapshot is already in place, and a file left here costs only
+        disk until the next save.
+        """
+        for name in os.listdir(self.directory):  # noqa: PTH208 - see __init__
+            if name not in self.named:
+                try:
+                    (self.directory / name).unlink()
+                except OSError as error:
+                    logger.warning("could not remove an unused object body: %s", error)
+
+
+class _BodyNotSaved(Exception):
+    """A body file could not be written: the save fails and is tried again later."""
 
 
 def _body_chunks(buffer: tempfile.SpooledTemporaryFile[bytes]) -> Iterator[bytes]:
@@ -558,7 +590,7 @@ def _checked_parts(path: Path, data: bytes) -> tuple[dict[str, Any], bytes]:
         expected_digest = header["body_sha256"]
     except (ValueError, KeyError, TypeError) as error:
         raise SnapshotError(f"{path} has a damaged header ({error}); {reset_hint}") from error
-    if (moto_version, format_version) != (MOTO_VERSION, FORMAT_VERSION):
+    if moto_version != MOTO_VERSION or format_version not in READABLE_FORMATS:
         raise SnapshotError(
             f"{path} was saved by moto {moto_version} (snapshot format {format_version}), "
             f"but this imgcli runs moto {MOTO_VERSION} (format {FORMAT_VERSION}) and cannot "
@@ -571,6 +603,29 @@ def _checked_parts(path: Path, data: bytes) -> tuple[dict[str, Any], bytes]:
             f"checksum mismatch); {reset_hint}"
         )
     return header, body
+
+
+def _check_bodies(path: Path, directory: Path, stream: io.BytesIO) -> None:
+    """Raise ``SnapshotError`` unless every body file the snapshot names is there, whole."""
+    try:
+        named = pickle.load(stream)  # noqa: S301 - see load_snapshot
+        files = [(str(name), int(size)) for name, size in named.items()]
+    except Exception as error:
+        raise SnapshotError(
+            f"the snapshot {path} cannot be restored ({error!r}); "
+            "run `imgcli local reset` to discard it"
+        ) from error
+    for name, size in files:
+        try:
+            found = (directory / name).stat().st_size
+        except OSError:
+            found = None
+        if found != size:
+            state = "missing" if found is None else f"{found} of {size} bytes"
+            raise SnapshotError(
+                f"the snapshot {path} names an object body that is {state} in {directory}: "
+                "run `imgcli local reset` to discard the saved state and start empty"
+            )
 
 
 def _reset_moto() -> None:
@@ -686,14 +741,16 @@ def _restored_key(*_arguments: object) -> FakeKey:
 
 
 def _restore_key(
-    directory: Path, cls: type[FakeKey], state: dict[str, Any], body: str, size: int
+    directory: Path, cls: type[FakeKey], state: dict[str, Any], body: str | None, size: int
 ) -> FakeKey:
     try:
-        value = (directory / body).read_bytes()
+        value = b"" if body is None else (directory / body).read_bytes()
     except OSError as error:
         raise SnapshotError(f"an object body is missing from {directory}: {error}") from error
     if len(value) != size:
-        raise SnapshotError(f"the object body {directory / body} is {len(value)} of {size} bytes")
+        raise SnapshotError(
+            f"the object body {body} in {directory} is {len(value)} of {size} bytes"
+        )
     key = cast(FakeKey, cls.__new__(cls))
     # moto's own __setstate__: makes the buffer and the lock, and sets the body.
     key.__setstate__({**state, "value": value})
