@@ -13,10 +13,15 @@ terminal — rather than reading ``sys`` itself (httpie's ``Environment``), so t
 
 Text is treated as text: every string that reaches rich is escaped with
 ``rich.markup.escape`` first, because AWS messages and S3 keys contain ``[...]``.
+
+rich is imported when something is first shown through it (a table, a message, a prompt),
+not when ``Output`` is made: it costs some 20 ms of start-up, which ``--quiet`` and
+``--json`` runs never need.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -28,12 +33,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TextIO, cast
 
-from rich.console import Console
-from rich.markup import escape
-
 from imgcli.errors import Failure, UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import TaskID
 
 
@@ -140,8 +143,16 @@ class Output:
         self.json_mode = json_mode
         self.quiet = quiet
         self.verbose = verbose
-        self._results = _console(streams.stdout, streams.stdout_isatty, streams.no_color)
-        self._messages = _console(streams.stderr, streams.stderr_isatty, streams.no_color)
+
+    @functools.cached_property
+    def _results(self) -> Console:
+        streams = self.streams
+        return _console(streams.stdout, streams.stdout_isatty, streams.no_color)
+
+    @functools.cached_property
+    def _messages(self) -> Console:
+        streams = self.streams
+        return _console(streams.stderr, streams.stderr_isatty, streams.no_color)
 
     # Results (stdout)
 
@@ -237,7 +248,16 @@ class Output:
         stream.flush()
 
 
+def escape(text: str) -> str:
+    """``text`` shown literally by rich: ``[`` never starts markup."""
+    from rich.markup import escape as escape_markup
+
+    return escape_markup(text)
+
+
 def _console(stream: TextIO, isatty: bool, no_color: bool) -> Console:
+    from rich.console import Console
+
     return Console(
         file=stream,
         force_terminal=isatty,

@@ -346,6 +346,19 @@ def test_running_without_aws_work_loads_nothing_heavy(args: list[str]) -> None:
     assert result.stderr.splitlines()[-1] == "LOADED="
 
 
+def test_json_results_load_no_rich() -> None:
+    # rich is for people: a script reading JSON does not pay for importing it.
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy={"rich"}, light=set()), "--json", "config"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(result.stdout)
+    assert result.stderr.splitlines()[-1] == "LOADED="
+
+
 GC_PROBE = """
 import gc, sys
 from imgcli.cli import main
