@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -79,6 +82,35 @@ def test_non_images_are_refused_with_a_reason(data: bytes, reason: str) -> None:
     with pytest.raises(InvalidImage) as caught:
         describe(data)
     assert reason in caught.value.reason
+
+
+PLUGIN_PROBE = """
+import io, sys
+from lambdas.image_metadata import InvalidImage, describe_image
+data = bytes.fromhex(sys.argv[1])
+try:
+    describe_image(io.BytesIO(data), len(data))
+except InvalidImage:
+    pass
+print(",".join(sorted(m for m in sys.modules if m.endswith("ImagePlugin"))))
+"""
+
+
+@pytest.mark.parametrize(
+    "data", [image_bytes("WEBP", size=(16, 16)), b"no image at all"], ids=["webp", "no image"]
+)
+def test_only_the_accepted_formats_plugins_are_imported(data: bytes) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", PLUGIN_PROBE, data.hex()],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = set(result.stdout.strip().split(","))
+    # The accepted formats' plugins, and Pillow's common set; not all of its 45 plugins.
+    common = {"Bmp", "Gif", "Jpeg", "Png", "Ppm", "Tiff", "WebP"}
+    assert loaded <= {f"PIL.{name}ImagePlugin" for name in common}
 
 
 def test_format_outside_the_allow_list_is_refused() -> None:
