@@ -6,7 +6,8 @@ One WSGI application on 127.0.0.1, layered from the outside in:
   only this machine's signed requests, and notes what changed;
 * ``ExecuteApi`` serves ``/_api/<apiId>/...`` (the stacks' HTTP APIs, SigV4-checked);
 * every other request is moto's, which serves S3, DynamoDB, Lambda, IAM, SQS, API
-  Gateway v2, STS and CloudWatch Logs for any client;
+  Gateway v2, STS and CloudWatch Logs for any client (with ``moto_speedups``: moto's
+  dispatcher remembers each host's service, and DynamoDB writes plain values directly);
 * mutating requests mark the state dirty, and a scheduler snapshots it every few seconds
   and on shutdown, so ``local stop`` + ``local start`` (or a killed process) keeps it.
   ``local stop`` first lets queued events finish (the server keeps answering the
@@ -147,9 +148,15 @@ class LocalCloud:
     """The composed parts of one local cloud, and the order they stop in."""
 
     def __init__(self, port: int, data_dir: Path) -> None:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from moto.moto_server.werkzeug_app import create_backend_app
 
-        from imgcli.localcloud import execute_api, moto_lambda, persistence, s3_events
+        from imgcli.localcloud import (
+            execute_api,
+            moto_lambda,
+            moto_speedups,
+            persistence,
+            s3_events,
+        )
         from imgcli.localcloud.runtime import AsyncInvoker, LambdaRuntime
 
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -187,7 +194,8 @@ class LocalCloud:
                 return execute_api.FunctionFailed(result.payload.decode(errors="replace"))
             return json.loads(result.payload or b"null")
 
-        aws: WsgiApp = DomainDispatcherApplication(create_backend_app)
+        self._uninstall_speedups = moto_speedups.install()
+        aws: WsgiApp = moto_speedups.CachingDispatcher(create_backend_app)
         with_api = execute_api.ExecuteApi(
             aws,
             invoke=invoke_for_api,
@@ -216,6 +224,7 @@ class LocalCloud:
         self.invoker.shutdown()
         self._uninstall_invoke()
         self.runtime.shutdown()
+        self._uninstall_speedups()
         self.scheduler.stop()  # the last save, after everything that could change state
 
 
