@@ -1,4 +1,4 @@
-"""The one place imgcli makes boto3 sessions and clients.
+"""The one place imgcli makes AWS sessions and clients.
 
 Every client imgcli uses comes from ``AwsClients.client``, so every client gets the same
 treatment: the stack's endpoint, region and profile (``None`` lets boto3 apply its standard
@@ -10,7 +10,13 @@ sockets), and ``imgcli/<version>`` in the user agent. A local stack also gets it
 access key and path-style S3 addressing (``bucket.127.0.0.1`` does not resolve).
 
 Clients are cached per (service, pool size) for the life of one ``AwsClients``, and made
-under a lock: boto3 sessions are not thread-safe, the clients they make are.
+under a lock: sessions are not thread-safe, the clients they make are.
+
+The session is botocore's own, not a boto3 ``Session`` around it: a boto3 client *is* the
+botocore client such a session makes (boto3 adds resources and injected transfer methods,
+which imgcli does not use), and importing boto3 costs some 15 ms of every command's
+start-up. Credentials, profiles, regions and ``AWS_*`` variables resolve exactly as in
+boto3, which delegates all of it to this session.
 
 Timestamps in responses are parsed by ``parse_timestamp``: the ISO 8601 UTC form AWS
 sends (``2026-11-27T04:29:39.000Z``, a ``LastModified`` in every S3 listing entry) with
@@ -18,8 +24,8 @@ sends (``2026-11-27T04:29:39.000Z``, a ``LastModified`` in every S3 listing entr
 general parser: 45 ms per 1,000-key page, a third of a re-upload's listing pass); every
 other form goes to botocore's own parser, so the values are the same aware datetimes.
 
-This is the only imgcli module that imports boto3 at module level, and the CLI imports it
-inside the commands that need AWS, so ``imgcli --help`` never loads botocore. No client is
+This is the only imgcli module that makes sessions, and the CLI imports it inside the
+commands that need AWS, so ``imgcli --help`` never loads botocore. No client is
 made at import time (moto's rule: mocks start before any client exists).
 """
 
@@ -29,7 +35,6 @@ import datetime
 import threading
 from typing import Any
 
-import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
@@ -54,19 +59,25 @@ def client_config(settings: StackSettings, max_pool_connections: int) -> Config:
 
 
 class AwsClients:
-    """boto3 clients for one stack, made once per (service, pool size) and then reused."""
+    """AWS clients for one stack, made once per (service, pool size) and then reused."""
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
         self._lock = threading.Lock()
-        self._session: boto3.session.Session | None = None
+        self._session: botocore.session.Session | None = None
         self._clients: dict[tuple[str, int], Any] = {}
 
     @property
-    def session(self) -> boto3.session.Session:
-        """The boto3 session (for credentials, e.g. to sign API calls)."""
+    def session(self) -> botocore.session.Session:
+        """The botocore session (for credentials, e.g. to sign API calls)."""
         with self._lock:
             return self._session_unlocked()
+
+    @property
+    def region(self) -> str | None:
+        """The region clients are made for: the stack's, else boto3's standard chain."""
+        region: str | None = self.session.get_config_variable("region")
+        return region
 
     def client(
         self, service: str, *, max_pool_connections: int = DEFAULT_MAX_POOL_CONNECTIONS
@@ -76,7 +87,7 @@ class AwsClients:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
-                client = self._session_unlocked().client(
+                client = self._session_unlocked().create_client(
                     service,
                     endpoint_url=self.settings.endpoint_url,
                     config=client_config(self.settings, max_pool_connections),
@@ -84,7 +95,7 @@ class AwsClients:
                 self._clients[key] = client
             return client
 
-    def _session_unlocked(self) -> boto3.session.Session:
+    def _session_unlocked(self) -> botocore.session.Session:
         if self._session is None:
             self._session = _new_session(self.settings)
         return self._session
@@ -104,20 +115,17 @@ def parse_timestamp(value: Any) -> datetime.datetime:
     return parsed
 
 
-def _new_session(settings: StackSettings) -> boto3.session.Session:
+def _new_session(settings: StackSettings) -> botocore.session.Session:
+    session = botocore.session.Session(profile=settings.profile)
+    if settings.region is not None:
+        session.set_config_variable("region", settings.region)
     credentials = settings.credentials
-    core = botocore.session.get_session()
-    core.get_component("response_parser_factory").set_parser_defaults(
+    if credentials is not None:
+        session.set_credentials(credentials.access_key_id, credentials.secret_access_key)
+    session.get_component("response_parser_factory").set_parser_defaults(
         timestamp_parser=parse_timestamp
     )
-    session = boto3.session.Session(
-        botocore_session=core,
-        profile_name=settings.profile,
-        region_name=settings.region,
-        aws_access_key_id=credentials.access_key_id if credentials else None,
-        aws_secret_access_key=credentials.secret_access_key if credentials else None,
-    )
-    session.events.register("after-call", _name_service_in_error)
+    session.register("after-call", _name_service_in_error)
     return session
 
 

@@ -94,7 +94,7 @@ class Invocation:
         from infra.deploy import StackEnvironment
 
         aws = self.aws()
-        region = aws.session.region_name
+        region = aws.region
         if not region:
             raise UsageError("no AWS region for this stack", hint="pass --region or set AWS_REGION")
         return StackEnvironment(self.settings, aws.client, region)

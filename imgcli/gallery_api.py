@@ -331,11 +331,11 @@ def gallery_api_for(run: Invocation) -> GalleryApi:
     before any local cloud is started.
     """
     api_url = run.settings.record("api_url")
-    session = run.aws().session
-    credentials = session.get_credentials()
+    aws = run.aws()
+    credentials = aws.session.get_credentials()
     if credentials is None:
         raise NoCredentialsError()
-    region = region_of_api(api_url) or session.region_name or run.settings.region
+    region = region_of_api(api_url) or aws.region or run.settings.region
     if not region:
         raise UsageError("no AWS region for this stack", hint="pass --region or set AWS_REGION")
     return GalleryApi(api_url, credentials, region, stack=run.settings.name)
