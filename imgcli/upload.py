@@ -675,6 +675,8 @@ class _Batch:
         self._manager: TransferManager | None = None
         # Files decided but not finished: the planner waits for room.
         self._room = threading.BoundedSemaphore(self.config.queued_files)
+        # Only the planner touches this: MD5s of files hashed while the listing was awaited.
+        self._md5s: dict[str, str | None] = {}
         self._chunks = ChunksizeAdjuster()
 
     # Dispatcher (the caller's thread)
@@ -822,6 +824,13 @@ class _Batch:
                     waiting.append((candidate, candidate.key, *checked))
                 while waiting and (len(waiting) > _CHECKED_AHEAD or listing.ready(waiting[0][1])):
                     self._plan_file(*waiting.popleft(), listing)
+        # The walk is done: while the listing is still on its way, hash the files waiting for
+        # it (what comparing with a single-part object takes) instead of idling.
+        for candidate, key, size, _ in waiting:
+            if self.stop.is_set() or listing.ready(waiting[0][1]):
+                break
+            if size < self.config.multipart_threshold:
+                self._md5s[key] = self._md5_of(candidate.path)
         while waiting and not self.stop.is_set():
             self._plan_file(*waiting.popleft(), listing)
         return excluded
@@ -831,8 +840,9 @@ class _Batch:
     ) -> None:
         existing = listing.find(key)
         replaces = existing is not None
+        md5 = self._md5s.pop(key, None)
         if existing is not None:
-            if self._same_content(candidate.path, size, existing):
+            if self._same_content(candidate.path, size, existing, md5):
                 self._decided(candidate, "skipped", "already uploaded", size, content_type)
                 return
             if not self.overwrite:
@@ -901,9 +911,13 @@ class _Batch:
             return f"not readable as an image: {type(exc).__name__}: {exc}"
         return size, details.content_type
 
-    def _same_content(self, path: Path, size: int, existing: _Existing) -> bool:
+    def _same_content(
+        self, path: Path, size: int, existing: _Existing, md5: str | None = None
+    ) -> bool:
         if existing.size != size:
             return False
+        if md5 is not None and md5 == existing.etag:
+            return True  # hashed while the listing was on its way
         try:
             with self.uploader.open_file(path) as stream:
                 if "-" in existing.etag:
@@ -919,6 +933,13 @@ class _Batch:
                 return stored is not None and _hash_stream(stream, "sha256").hexdigest() == stored
         except OSError:
             return False  # the upload then reports what is wrong with the file
+
+    def _md5_of(self, path: Path) -> str | None:
+        try:
+            with self.uploader.open_file(path) as stream:
+                return str(_hash_stream(stream, "md5").hexdigest())
+        except OSError:
+            return None  # compared the usual way, which reports the problem
 
     def _part_size(self, size: int) -> int:
         return int(self._chunks.adjust_chunksize(self.config.multipart_chunksize, size))

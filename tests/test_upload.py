@@ -412,6 +412,33 @@ def test_files_are_checked_while_the_listing_is_on_its_way(
     assert (again.uploaded, again.skipped) == (0, 5)
 
 
+def test_files_waiting_for_the_listing_are_hashed_meanwhile(
+    s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    folder = images_folder(tmp_path / "photos", 5)
+    upload(s3_client, bucket, folder, recursive=True)
+    checked_and_hashed = threading.Event()
+    opened: list[Path] = []
+
+    def open_counted(path: Path) -> Any:
+        opened.append(path)
+        if len(opened) == 10:
+            checked_and_hashed.set()
+        return path.open("rb")
+
+    def answer_once_all_are_hashed(**_: Any) -> None:
+        if not checked_and_hashed.wait(timeout=10):
+            raise AssertionError("nothing was hashed while the listing was on its way")
+
+    s3_client.meta.events.register("before-call.s3.ListObjectsV2", answer_once_all_are_hashed)
+    again, _ = upload(s3_client, bucket, folder, recursive=True, open_file=open_counted)
+
+    assert (again.uploaded, again.skipped) == (0, 5)
+    # Each file was opened to be checked, then to be hashed while the listing was held
+    # back; comparing it with the listing's ETag took no third opening.
+    assert len(opened) == 10
+
+
 def test_different_content_is_refused_unless_overwrite(
     s3_client: Any, bucket: str, tmp_path: Path, calls: Calls
 ) -> None:
