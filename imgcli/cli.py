@@ -21,6 +21,7 @@ import enum
 import functools
 import gc
 import os
+import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
@@ -28,7 +29,7 @@ import typer
 
 from imgcli import __version__
 from imgcli.config import Flags, StackSettings, resolve_stack
-from imgcli.errors import describe_failure
+from imgcli.errors import ExitCode, describe_failure
 from imgcli.output import Output, Streams
 
 if TYPE_CHECKING:
@@ -119,12 +120,24 @@ def reports_failures(command: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(command)
     def run_command(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return command(*args, **kwargs)
-        # Typer's exit signal, and a closed pipe (`imgcli list | head`), which Typer
-        # already ends quietly. typer.Abort (a prompt's Ctrl-C) is mapped below: Typer would
-        # print "Aborted!" and exit 1, which here means "some items failed".
-        except (typer.Exit, BrokenPipeError):
+            try:
+                return command(*args, **kwargs)
+            finally:
+                # Most output is still buffered here: a reader that is gone shows now, where
+                # it can be told from a failure, not in Click's flush at exit (exit 1).
+                sys.stdout.flush()
+        # typer.Abort (a prompt's Ctrl-C) is mapped below: Typer would print "Aborted!"
+        # and exit 1, which here means "some items failed".
+        except typer.Exit:
             raise
+        except BrokenPipeError:
+            # `imgcli list | head`: the reader is gone, which is no failure of ours. Typer
+            # would exit 1 ("some items failed"); end as a program killed by SIGPIPE does,
+            # with stdout pointed at /dev/null so the flush at exit cannot fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            raise typer.Exit(int(ExitCode.BROKEN_PIPE)) from None
         except (Exception, KeyboardInterrupt) as exc:
             interrupted = isinstance(exc, typer.Abort)  # a prompt's Ctrl-C or end of input
             failure = describe_failure(KeyboardInterrupt() if interrupted else exc)

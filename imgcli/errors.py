@@ -37,6 +37,8 @@ class ExitCode(IntEnum):
     INTERNAL = 70
     # 128 + SIGINT, what shells report for a process ended by Ctrl-C.
     INTERRUPTED = 130
+    # 128 + SIGPIPE: what `ls | head` reports when head stops reading early.
+    BROKEN_PIPE = 141
 
 
 class ImgcliError(Exception):

@@ -21,6 +21,7 @@ not when ``Output`` is made: it costs some 20 ms of start-up, which ``--quiet`` 
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -258,7 +259,13 @@ def escape(text: str) -> str:
 def _console(stream: TextIO, isatty: bool, no_color: bool) -> Console:
     from rich.console import Console
 
-    return Console(
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich would exit 1 ("some items failed" here); the commands' one handler
+            # (imgcli.cli.reports_failures) ends as a closed pipe should.
+            raise BrokenPipeError(errno.EPIPE, "the reader of this output is gone")
+
+    return _Console(
         file=stream,
         force_terminal=isatty,
         no_color=no_color,

@@ -296,6 +296,27 @@ def test_every_command_reports_failures() -> None:
         assert callback.__code__ is wrapper_code, callback.__name__
 
 
+@pytest.mark.parametrize("args", [["config"], ["--json", "config"]], ids=["table", "json"])
+def test_a_reader_that_stops_early_is_no_failure(args: list[str]) -> None:
+    # `imgcli ... | head`: the pipe's reading end is closed before imgcli writes.
+    reading, writing = os.pipe()
+    os.close(reading)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "imgcli", *args],
+            cwd=REPO,
+            stdout=writing,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.close(writing)
+
+    assert result.returncode == ExitCode.BROKEN_PIPE == 141
+    assert result.stderr == ""
+
+
 # Speed: nothing heavy is imported for --help, --version or config
 
 
