@@ -49,6 +49,7 @@ def test_exit_codes_are_the_documented_ones() -> None:
         "NETWORK": 6,
         "INTERNAL": 70,
         "INTERRUPTED": 130,
+        "BROKEN_PIPE": 141,
     }
 
 
