@@ -546,7 +546,8 @@ class Bench:
             big = len(data) > FULL_DECODE_BYTES
             self.report.add(
                 Row(f"save function on a {len(data) / 1e6:.1f} MB JPEG ({path.stem})",
-                    f"{described['bytes_read']:,} bytes read in {described['requests']} requests",
+                    f"{described['bytes_read']:,} bytes read in {described['requests']} "
+                    + ("request" if described["requests"] == 1 else "requests"),
                     f"{len(data):,} bytes (the object)", share, "— (deterministic)",
                     "≤ 1 % of the object" if big else "— (decoded in full: under 16 MiB)",
                     share <= 0.01 if big else None)
