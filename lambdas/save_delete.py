@@ -10,9 +10,11 @@ when repeated or reordered:
   check an event needs, so a create costs two calls: the pinned read and the write. The
   table is read first (a consistent ``GetItem`` of the stored sequencer) only where that
   saves work a stale event could not otherwise skip cheaply: before the ``HeadObject`` of
-  a version removal. A stale create needs no such check: its pinned read fails at once
-  (the object it describes was deleted or replaced since), and only an exact duplicate
-  reads the object again before its write is refused.
+  a version removal. A stale create is not checked first: in an unversioned bucket its
+  pinned read fails at once (the object was deleted or replaced since); in a versioned
+  one (every stack's bucket) the old version is still there to read, so a duplicate or
+  late create reads and describes it before its write is refused. That costs a rare
+  event one read; checking first would cost every new image a call.
 * A created object is read back pinned to the event's version (``VersionId``) or, in an
   unversioned bucket, to its ETag (``If-Match``): if it was deleted (404) or replaced (412)
   since, a later event describes what is there now, so this one is a logged no-op. The
@@ -21,8 +23,9 @@ when repeated or reordered:
 * The image is read through a ``RangedReader``. An object small enough to be decoded in
   full (``image_metadata.FULL_DECODE_BYTES``) is fetched with one GET; for a bigger one the
   first request asks for the head only, and Pillow pulls further ranges only when it
-  needs them (see ``image_metadata``). A read that fails (timeout, 5xx) fails the record,
-  never marks the image invalid.
+  needs them (see ``image_metadata``). A read that fails (timeout, 5xx) never marks the
+  image invalid: it fails the record for Lambda to retry, unless the table already holds
+  a newer event, which makes this one stale whatever its object holds.
 * A bad image (not an accepted format, corrupt, truncated, a decompression bomb) is stored
   with ``status="invalid"`` and a reason, and the event succeeds: retrying cannot fix it.
 * A removal writes a tombstone (``status="deleted"``, an ``expires_at`` TTL) rather than
@@ -106,12 +109,16 @@ class Indexer:
         sequencers.normalise(event.sequencer)  # a malformed record fails before any call
         try:
             record = self._describe(event)
-        except (ClientError, FetchFailed) as exc:
+        except (ClientError, BotoCoreError, FetchFailed) as exc:
             code = _error_code(exc)
             if code in _GONE_CODES:
                 return "gone" if self._is_newer(event) else "stale"
             if code in _REPLACED_CODES:
                 return "replaced" if self._is_newer(event) else "stale"
+            # Retrying cannot help an event the table has moved past (a duplicate or a late
+            # create in a versioned bucket, whose pinned read still finds its version).
+            if not self._is_newer(event):
+                return "stale"
             raise
         return record.status if self._write(record) else "stale"
 

@@ -532,6 +532,40 @@ def test_a_stale_create_whose_object_is_gone_reads_the_table_to_say_so(
     assert stored(dynamodb_client, table_name, "calls/late.png").status == "deleted"  # type: ignore[union-attr]
 
 
+def test_a_late_create_in_a_versioned_bucket_reads_its_version_and_is_refused(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, versioned_bucket: str
+) -> None:
+    # The old version is still there to read: the conditional write refuses it.
+    late = created(s3_client, versioned_bucket, "calls/v.png", image_bytes("PNG"), "E1")
+    newer = created(s3_client, versioned_bucket, "calls/v.png", image_bytes("JPEG"), "E2")
+    process_event(newer, indexer)
+    indexed = stored(dynamodb_client, table_name, "calls/v.png")
+    calls = _record_calls(s3_client, dynamodb_client)
+
+    assert process_event(late, indexer) == {"stale": 1}
+    assert calls == ["GetObject", "PutItem"]
+    assert stored(dynamodb_client, table_name, "calls/v.png") == indexed
+
+
+def test_a_failed_read_of_an_event_the_table_moved_past_is_stale_not_a_failure(
+    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, versioned_bucket: str
+) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    event = created(s3_client, versioned_bucket, "calls/dup.jpg", image_bytes("JPEG"), "E3")
+    process_event(event, indexer)
+
+    def time_out(**kwargs: Any) -> None:
+        raise ReadTimeoutError(endpoint_url="https://s3.amazonaws.com/calls/dup.jpg")
+
+    s3_client.meta.events.register("before-call.s3.GetObject", time_out)
+    calls = _record_calls(s3_client, dynamodb_client)
+    # A redelivery: retrying it could only be refused again, so it does not fail.
+    assert process_event(event, indexer) == {"stale": 1}
+    assert calls == ["GetObject", "GetItem"]
+    assert stored(dynamodb_client, table_name, "calls/dup.jpg").status == "active"  # type: ignore[union-attr]
+
+
 def test_a_stale_version_removal_skips_the_head_request(
     indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, versioned_bucket: str
 ) -> None:
