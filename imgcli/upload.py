@@ -155,8 +155,10 @@ class UploadConfig:
 
     @property
     def pool_connections(self) -> int:
-        """Connections the S3 client needs: one per job, and one for the bucket listing."""
-        return self.jobs + 1
+        """Connections the S3 client needs: one per job, one for the bucket listing's next
+        page, and one for the planner's rare HeadObject (a content check the listing's
+        ETag cannot answer), which may overlap with it."""
+        return self.jobs + 2
 
     @property
     def queued_files(self) -> int:
@@ -498,8 +500,11 @@ class _BucketListing:
     whether ``find`` would have to wait for one.
     """
 
-    def __init__(self, client: Any, bucket: str, prefix: str, start_after: str) -> None:
+    def __init__(
+        self, client: Any, bucket: str, prefix: str, start_after: str, stop: threading.Event
+    ) -> None:
         arguments = {"Bucket": bucket, "Prefix": prefix}
+        self._stop = stop
         if start_after > prefix:
             arguments["StartAfter"] = start_after
         pages = client.get_paginator("list_objects_v2").paginate(**arguments)
@@ -528,13 +533,17 @@ class _BucketListing:
                 return True
             if not wait and not self._upcoming.done():
                 return False
-            page = self._upcoming.result()
+            page = self._upcoming.result(self._stop)
             self._upcoming = None if page is None else self._upcoming.following()
             self._index = 0
             self._objects = [
                 _Existing(item["Key"], int(item["Size"]), _etag(item["ETag"]))
                 for item in (page or {}).get("Contents", [])
             ]
+
+
+class _ListingAbandoned(Exception):
+    """The upload stopped while the planner waited for a listing page."""
 
 
 class _NextPage:
@@ -558,9 +567,12 @@ class _NextPage:
     def done(self) -> bool:
         return self._ready.is_set()
 
-    def result(self) -> Any:
-        """The page, ``None`` after the last one; the request's error, raised here."""
-        self._ready.wait()
+    def result(self, stop: threading.Event) -> Any:
+        """The page, ``None`` after the last one; the request's error, raised here;
+        ``_ListingAbandoned`` once ``stop`` is set."""
+        while not self._ready.wait(_POLL_S):
+            if stop.is_set():
+                raise _ListingAbandoned
         if self._error is not None:
             raise self._error
         return self._page
@@ -799,7 +811,7 @@ class _Batch:
         # StartAfter is exclusive; a proper prefix of the lowest key sorts just before it.
         # Keys, not paths: the character-wise common prefix is the one wanted.
         common = os.path.commonprefix(floors)  # noqa: RUF071
-        listing = _BucketListing(self.client, self.bucket, common, lowest[:-1])
+        listing = _BucketListing(self.client, self.bucket, common, lowest[:-1], self.stop)
         streams = [_candidates(root, selection.prefix) for root in self.roots]
         excluded = 0
         previous: _Candidate | None = None
@@ -822,8 +834,9 @@ class _Batch:
                     self._decided(candidate, "refused", checked)
                 else:
                     waiting.append((candidate, candidate.key, *checked))
-                while waiting and (len(waiting) > _CHECKED_AHEAD or listing.ready(waiting[0][1])):
-                    self._plan_file(*waiting.popleft(), listing)
+            # After every file, whatever became of it: a page may have arrived meanwhile.
+            while waiting and (len(waiting) > _CHECKED_AHEAD or listing.ready(waiting[0][1])):
+                self._plan_file(*waiting.popleft(), listing)
         # The walk is done: while the listing is still on its way, hash the files waiting for
         # it (what comparing with a single-part object takes) instead of idling.
         for candidate, key, size, _ in waiting:

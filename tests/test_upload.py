@@ -9,6 +9,7 @@ import io
 import json
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -552,7 +553,7 @@ def test_concurrent_requests_stay_within_jobs(
 ) -> None:
     folder = images_folder(tmp_path / "many", 40)
     config = UploadConfig(jobs=3)
-    assert config.pool_connections == 4  # the jobs, and the listing
+    assert config.pool_connections == 5  # the jobs, the listing and the planner's HeadObject
 
     summary, _ = upload(s3_client, bucket, folder, recursive=True, config=config)
 
@@ -681,6 +682,36 @@ def test_ctrl_c_aborts_multipart_uploads_in_flight_and_reports_what_finished(
     assert calls.counts["UploadPart"] < 4
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert object_keys(s3_client, bucket) == ["a-small.jpg"]
+
+
+def test_ctrl_c_while_the_bucket_listing_hangs_leaves_no_planner_waiting_for_it(
+    s3_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    (tmp_path / "a-fine.jpg").write_bytes(image_bytes("JPEG"))
+    (tmp_path / "b-broken.jpg").write_bytes(b"not an image")
+    listing_started, listing_released = threading.Event(), threading.Event()
+
+    def hang(**kwargs: Any) -> None:  # a value returned here would be taken as the answer
+        listing_started.set()
+        listing_released.wait(30)
+
+    s3_client.meta.events.register("before-call.s3.ListObjectsV2", hang)
+
+    class CtrlC(Recorder):
+        def finished(self, result: FileResult) -> None:
+            super().finished(result)
+            listing_started.wait(5)
+            time.sleep(0.5)  # the planner, done with the walk, now waits for the listing
+            raise KeyboardInterrupt  # pressed while the listing is still on its way
+
+    try:
+        with pytest.raises(UploadInterrupted):
+            upload(s3_client, bucket, tmp_path, recursive=True, listener=CtrlC())
+        planners = [t for t in threading.enumerate() if t.name == "imgcli-upload-planner"]
+        assert [t for t in planners if t.is_alive()] == []
+    finally:
+        listing_released.set()
+    assert object_keys(s3_client, bucket) == []
 
 
 def test_a_missing_bucket_stops_the_batch_before_sending(
