@@ -25,11 +25,11 @@ from botocore.config import Config
 THREADS = 16
 
 
-def client(service: str) -> Any:
+def client(service: str, pool: int = THREADS) -> Any:
     return boto3.client(
         service,
         endpoint_url=os.environ["AWS_ENDPOINT_URL"],
-        config=Config(max_pool_connections=THREADS, retries={"mode": "standard"}),
+        config=Config(max_pool_connections=pool, retries={"mode": "standard"}),
     )
 
 

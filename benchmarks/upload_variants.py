@@ -12,58 +12,34 @@ Run from the repository root: ``.venv/bin/python benchmarks/upload_variants.py [
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import raw_client
 import run as bench  # the harness's data and local cloud; it puts the repository on the path
 
 from imgcli.upload import Selection, UploadConfig, Uploader
-from tests.localstack import KEY, SECRET
 
-THREADS = 16
 #: Above every file here: every file goes as one PUT.
 NO_MULTIPART = 1024**3
 
 
-def s3_client(cloud: bench.Cloud) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=cloud.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-        config=Config(max_pool_connections=THREADS + 1, retries={"mode": "standard"}),
-    )
-
-
 def raw(cloud: bench.Cloud, folder: Path, prefix: str) -> None:
     """``benchmarks/raw_client.py put``, in process."""
-    s3 = s3_client(cloud)
-    files = sorted(path for path in folder.rglob("*") if path.is_file())
-
-    def send(path: Path) -> None:
-        key = prefix + path.relative_to(folder).as_posix()
-        s3.put_object(
-            Bucket=cloud.stack["bucket"], Key=key, Body=path.read_bytes(), ContentType="image/jpeg"
-        )
-
-    with ThreadPoolExecutor(THREADS) as pool:
-        list(pool.map(send, files))
+    raw_client.put(folder, cloud.stack["bucket"], prefix)
 
 
 def imgcli(multipart: bool, checksum: bool) -> Callable[[bench.Cloud, Path, str], None]:
     def upload(cloud: bench.Cloud, folder: Path, prefix: str) -> None:
-        s3 = s3_client(cloud)
+        config = UploadConfig() if multipart else UploadConfig(multipart_threshold=NO_MULTIPART)
+        s3 = raw_client.client("s3", pool=config.pool_connections)  # as imgcli sizes it
         if not checksum:
             put_object = s3.put_object
 
@@ -72,7 +48,6 @@ def imgcli(multipart: bool, checksum: bool) -> Callable[[bench.Cloud, Path, str]
                 return put_object(**request)
 
             s3.put_object = without_checksum
-        config = UploadConfig() if multipart else UploadConfig(multipart_threshold=NO_MULTIPART)
         summary = Uploader(s3, cloud.stack["bucket"], config).upload(
             Selection((folder,), prefix=prefix, recursive=True)
         )
@@ -101,6 +76,7 @@ def main() -> int:
         folder = folder.parent
         count = sum(1 for path in folder.rglob("*") if path.is_file())
         with bench.local_cloud(base, "variants") as cloud:
+            os.environ.update(cloud.client_env(base))  # what raw_client's clients read
             bench.warm_up(cloud)
             names = list(VARIANTS)
             for number in range(rounds):

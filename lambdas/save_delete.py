@@ -110,15 +110,15 @@ class Indexer:
         try:
             record = self._describe(event)
         except (ClientError, BotoCoreError, FetchFailed) as exc:
-            code = _error_code(exc)
-            if code in _GONE_CODES:
-                return "gone" if self._is_newer(event) else "stale"
-            if code in _REPLACED_CODES:
-                return "replaced" if self._is_newer(event) else "stale"
-            # Retrying cannot help an event the table has moved past (a duplicate or a late
-            # create in a versioned bucket, whose pinned read still finds its version).
+            # Whatever failed, an event the table has moved past is stale: retrying it could
+            # only be refused again (a duplicate, or a late create in a versioned bucket).
             if not self._is_newer(event):
                 return "stale"
+            code = _error_code(exc)
+            if code in _GONE_CODES:
+                return "gone"
+            if code in _REPLACED_CODES:
+                return "replaced"
             raise
         return record.status if self._write(record) else "stale"
 

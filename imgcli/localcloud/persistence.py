@@ -291,7 +291,7 @@ def load_snapshot(path: Path, *, lock: Lock | None = None) -> SnapshotInfo | Non
 
 def check_moto_internals() -> None:
     """Fail loudly, naming what moved, if the moto internals used here are not as expected."""
-    problems = list(_moved_internals())
+    problems = _moved_internals_once()
     if problems:
         raise MotoInternalsChanged(
             "imgcli's snapshots need moto internals that moved: " + "; ".join(problems)
@@ -481,10 +481,9 @@ class _BodyWriter:
             # On the live key too, so the next save finds its file.
             vars(key)[BODY_ATTRIBUTE] = tag
         state[BODY_ATTRIBUTE] = tag
-        if tag is None:
-            return (_restored_key, (type(key), state, None, 0))
-        name, size = tag
-        self.named[name] = size
+        name, size = tag if tag is not None else (None, 0)
+        if name is not None:
+            self.named[name] = size
         return (_restored_key, (type(key), state, name, size))
 
     def _write(self, key: FakeKey) -> tuple[str, int] | None:
@@ -811,6 +810,13 @@ class _SnapshotUnpickler(pickle.Unpickler):
 
 
 # --- the internals check ------------------------------------------------------------------
+
+
+@functools.cache
+def _moved_internals_once() -> tuple[str, ...]:
+    # moto cannot move while the process runs, and the probe makes FakeKeys, which moto
+    # keeps in FakeKey.instances_tracked until a reset: once per process, not per save.
+    return tuple(_moved_internals())
 
 
 def _moved_internals() -> Iterator[str]:
