@@ -46,11 +46,11 @@ from PIL import Image, ImageChops
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from imgcli.lambdas.image_metadata import FULL_DECODE_BYTES, describe_image  # noqa: E402
+from imgcli.lambdas.logs import JsonLogger  # noqa: E402
+from imgcli.lambdas.records import STATUS_INDEX, ImageRecord, to_item  # noqa: E402
+from imgcli.lambdas.save_delete import Indexer, process_event  # noqa: E402
 from imgcli.localcloud import process  # noqa: E402
-from lambdas.image_metadata import FULL_DECODE_BYTES, describe_image  # noqa: E402
-from lambdas.logs import JsonLogger  # noqa: E402
-from lambdas.records import STATUS_INDEX, ImageRecord, to_item  # noqa: E402
-from lambdas.save_delete import Indexer, process_event  # noqa: E402
 from tests.eventdata import load_event  # noqa: E402
 from tests.images import noisy_jpeg  # noqa: E402
 from tests.localstack import KEY, SECRET, bootstrap, local_client, local_cloud_env  # noqa: E402

@@ -34,8 +34,8 @@ from imgcli.output import Output, Streams
 
 if TYPE_CHECKING:
     from imgcli.aws import AwsClients
-    from infra.deploy import StackDescription, StackEnvironment
-    from infra.plan import Plan, Step
+    from imgcli.infra.deploy import StackDescription, StackEnvironment
+    from imgcli.infra.plan import Plan, Step
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -92,7 +92,7 @@ class Invocation:
     def stack_environment(self) -> "StackEnvironment":
         """Account, region and names of the selected stack (the first AWS calls)."""
         from imgcli.errors import UsageError
-        from infra.deploy import StackEnvironment
+        from imgcli.infra.deploy import StackEnvironment
 
         aws = self.aws()
         region = aws.region
@@ -268,7 +268,7 @@ def bootstrap_stack(
 
     Example: imgcli --stack demo bootstrap --target aws --dry-run
     """
-    from infra import deploy
+    from imgcli.infra import deploy
 
     run = _command_invocation(ctx, json_output)
     if target is not None:
@@ -314,7 +314,7 @@ def destroy_stack(
 
     Example: imgcli --stack demo destroy --yes --delete-images
     """
-    from infra import deploy
+    from imgcli.infra import deploy
 
     run = _command_invocation(ctx, json_output)
     if target is not None:
@@ -363,7 +363,7 @@ def show_stack(ctx: typer.Context, json_output: JsonFlag = False) -> None:
 
     Example: imgcli --stack demo stack --json
     """
-    from infra import deploy
+    from imgcli.infra import deploy
 
     run = _command_invocation(ctx, json_output)
     _show_stack(run, deploy.describe(run.settings))

@@ -229,7 +229,7 @@ def resolve_stack(flags: Flags, environ: Mapping[str, str]) -> StackSettings:
     entry = file.stacks.get(name, {})
     in_file = f"file [stacks.{name}]"
     # What bootstrap recorded: where the stack was actually created wins over defaults.
-    from infra.state import StackState, state_path
+    from imgcli.infra.state import StackState, state_path
 
     recorded = StackState.load(state_path(name, environ))
     in_state = f"bootstrap record {state_path(name, environ)}"

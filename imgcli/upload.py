@@ -93,7 +93,7 @@ from s3transfer.subscribers import BaseSubscriber  # type: ignore[import-untyped
 from s3transfer.utils import ChunksizeAdjuster  # type: ignore[import-untyped]
 
 from imgcli.errors import ExitCode, ImgcliError, UsageError, describe_failure
-from lambdas.image_metadata import InvalidImage, describe_image
+from imgcli.lambdas.image_metadata import InvalidImage, describe_image
 
 KiB: Final = 1024
 MiB: Final = 1024 * KiB

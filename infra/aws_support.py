@@ -25,9 +25,9 @@ from typing import Any, Final, TypeVar
 
 from botocore.exceptions import ClientError
 
-from infra.handlers import InfraError, Sleep, resolved
-from infra.names import TAG_KEY
-from infra.resources import Resource
+from imgcli.infra.handlers import InfraError, Sleep, resolved
+from imgcli.infra.names import TAG_KEY
+from imgcli.infra.resources import Resource
 
 T = TypeVar("T")
 

@@ -67,7 +67,7 @@ from urllib.parse import unquote, urlsplit
 
 from botocore.exceptions import ClientError
 
-from infra.aws_support import (
+from imgcli.infra.aws_support import (
     RUN_AGAIN,
     ClientFactory,
     Patience,
@@ -83,9 +83,9 @@ from infra.aws_support import (
     unknown_setting,
     wait_until,
 )
-from infra.handlers import InfraError, Observed, ResourceHandler, Sleep
-from infra.names import TAG_KEY
-from infra.resources import API_ID, API_STAGE, API_URL, Kind, Resource
+from imgcli.infra.handlers import InfraError, Observed, ResourceHandler, Sleep
+from imgcli.infra.names import TAG_KEY
+from imgcli.infra.resources import API_ID, API_STAGE, API_URL, Kind, Resource
 
 T = TypeVar("T")
 

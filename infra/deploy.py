@@ -15,10 +15,10 @@ from typing import Any
 
 from imgcli.config import StackSettings, Target
 from imgcli.errors import NoStackError, UsageError
-from infra.handlers import BucketNotEmpty, Handlers
-from infra.names import StackNames, check_stack_name
-from infra.plan import Plan, StepListener, execute, plan_bootstrap, plan_destroy
-from infra.resources import (
+from imgcli.infra.handlers import BucketNotEmpty, Handlers
+from imgcli.infra.names import StackNames, check_stack_name
+from imgcli.infra.plan import Plan, StepListener, execute, plan_bootstrap, plan_destroy
+from imgcli.infra.resources import (
     API_ID,
     API_URL,
     Architecture,
@@ -27,7 +27,7 @@ from infra.resources import (
     StackOptions,
     desired_stack,
 )
-from infra.state import StackState, state_path
+from imgcli.infra.state import StackState, state_path
 
 ClientFactory = Callable[[str], Any]
 
@@ -89,8 +89,8 @@ class StackEnvironment:
         self.endpoint_url = str(client("s3").meta.endpoint_url)
 
     def handlers(self) -> Handlers:
-        from infra.compute_handlers import compute_handlers
-        from infra.storage_handlers import storage_handlers
+        from imgcli.infra.compute_handlers import compute_handlers
+        from imgcli.infra.storage_handlers import storage_handlers
 
         return {
             **storage_handlers(self.client, region=self.region),
@@ -239,7 +239,7 @@ def describe_state(state: StackState) -> StackDescription:
 @functools.lru_cache(maxsize=4)
 def _function_code(target: Target, architecture: Architecture) -> FunctionCode:
     """The bundle for this process: the sources cannot change while a command runs."""
-    from infra.packaging import LAMBDA_RUNTIME, build_function_zip
+    from imgcli.infra.packaging import LAMBDA_RUNTIME, build_function_zip
 
     bundle = build_function_zip(target, architecture)
     return FunctionCode(bundle.zip_bytes, bundle.sha256, LAMBDA_RUNTIME)

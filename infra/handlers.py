@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from imgcli.errors import ExitCode, ImgcliError
-from infra.resources import Kind, Ref, Resource
+from imgcli.infra.resources import Kind, Ref, Resource
 
 Sleep = Callable[[float], None]
 

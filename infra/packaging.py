@@ -271,7 +271,7 @@ def _lambdas_sources() -> Iterator[tuple[str, bytes]]:
             elif child.name.endswith(".py"):
                 yield f"{prefix}{child.name}", child.read_bytes()
 
-    return walk(importlib.resources.files("lambdas"), "lambdas/")
+    return walk(importlib.resources.files("imgcli.lambdas"), "lambdas/")
 
 
 def _cached_wheel(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from infra.handlers import (
+from imgcli.infra.handlers import (
     BucketNameTaken,
     BucketNotEmpty,
     Handlers,
@@ -25,8 +25,8 @@ from infra.handlers import (
     Observed,
     resolved,
 )
-from infra.resources import Ref, Resource
-from infra.state import StackState
+from imgcli.infra.resources import Ref, Resource
+from imgcli.infra.state import StackState
 
 Action = Literal["create", "update", "delete"]
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from infra.names import StackNames
-from lambdas.records import STATUS_INDEX
+from imgcli.infra.names import StackNames
+from imgcli.lambdas.records import STATUS_INDEX
 
 Document = dict[str, Any]
 

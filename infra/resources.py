@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Final, Literal
 
-from infra import policies
-from infra.names import StackNames
-from lambdas.records import EXPIRY_ATTRIBUTE, TABLE_DEFINITION
+from imgcli.infra import policies
+from imgcli.infra.names import StackNames
+from imgcli.lambdas.records import EXPIRY_ATTRIBUTE, TABLE_DEFINITION
 
 Architecture = Literal["arm64", "x86_64"]
 

@@ -74,7 +74,7 @@ from typing import Any, Final, TypeVar
 
 from botocore.exceptions import ClientError
 
-from infra.aws_support import (
+from imgcli.infra.aws_support import (
     OWN_TAG_PREFIX,
     RUN_AGAIN,
     ClientFactory,
@@ -92,7 +92,7 @@ from infra.aws_support import (
     unknown_setting,
     wait_until,
 )
-from infra.handlers import (
+from imgcli.infra.handlers import (
     BucketNameTaken,
     BucketNotEmpty,
     InfraError,
@@ -100,7 +100,7 @@ from infra.handlers import (
     ResourceHandler,
     Sleep,
 )
-from infra.resources import Kind, Resource
+from imgcli.infra.resources import Kind, Resource
 
 T = TypeVar("T")
 

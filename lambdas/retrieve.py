@@ -73,8 +73,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
-from lambdas import cursor, records
-from lambdas.logs import JsonLogger
+from . import cursor, records
+from .logs import JsonLogger
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000

@@ -57,17 +57,17 @@ from typing import IO, Any, Final, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lambdas import sequencer as sequencers
-from lambdas.image_metadata import FULL_DECODE_BYTES, InvalidImage, describe_image
-from lambdas.logs import JsonLogger
-from lambdas.ranged_reader import DEFAULT_MIN_FETCH, FetchFailed, RangedReader
-from lambdas.records import (
+from . import sequencer as sequencers
+from .image_metadata import FULL_DECODE_BYTES, InvalidImage, describe_image
+from .logs import JsonLogger
+from .ranged_reader import DEFAULT_MIN_FETCH, FetchFailed, RangedReader
+from .records import (
     KEY_ATTRIBUTE,
     SEQUENCER_ATTRIBUTE,
     ImageRecord,
     to_item,
 )
-from lambdas.s3_events import MalformedRecord, ObjectEvent, object_events
+from .s3_events import MalformedRecord, ObjectEvent, object_events
 
 #: How long a tombstone outlives its delete: far longer than S3's delivery delays and the
 #: function's maximum event age, so no late create can outlive it.

@@ -82,7 +82,7 @@ def dynamodb_client(moto_aws: None) -> Any:
 @pytest.fixture
 def table_name(dynamodb_client: Any) -> str:
     """An index table created from the one schema the stack uses."""
-    from lambdas.records import TABLE_DEFINITION
+    from imgcli.lambdas.records import TABLE_DEFINITION
 
     name = "imgcli-test-images"
     dynamodb_client.create_table(TableName=name, **TABLE_DEFINITION)

@@ -14,9 +14,9 @@ import pytest
 from imgcli.aws import AwsClients
 from imgcli.config import Flags, resolve_stack
 from imgcli.errors import NoStackError, UsageError
-from infra import deploy
-from infra.plan import Plan
-from infra.state import StackState, state_path
+from imgcli.infra import deploy
+from imgcli.infra.plan import Plan
+from imgcli.infra.state import StackState, state_path
 
 ACCOUNT = "123456789012"
 READ_ONLY = ("Get", "List", "Describe", "Head")

@@ -22,8 +22,8 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from infra.aws_support import Patience
-from infra.compute_handlers import (
+from imgcli.infra.aws_support import Patience
+from imgcli.infra.compute_handlers import (
     ROLE_PROPAGATION,
     FunctionHandler,
     HttpApiHandler,
@@ -32,10 +32,10 @@ from infra.compute_handlers import (
     compute_handlers,
     policy_document,
 )
-from infra.handlers import InfraError, ResourceHandler, resolved
-from infra.names import StackNames
-from infra.packaging import code_sha256
-from infra.resources import (
+from imgcli.infra.handlers import InfraError, ResourceHandler, resolved
+from imgcli.infra.names import StackNames
+from imgcli.infra.packaging import code_sha256
+from imgcli.infra.resources import (
     API_ID,
     API_URL,
     FunctionCode,

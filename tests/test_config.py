@@ -297,7 +297,7 @@ def test_bad_endpoint_variable() -> None:
 
 
 def test_a_bootstrapped_stack_keeps_its_target_region_and_follows_the_local_port() -> None:
-    from infra.state import StackState, state_path
+    from imgcli.infra.state import StackState, state_path
 
     environ = dict(os.environ)
     record = StackState(

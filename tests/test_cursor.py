@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lambdas import cursor
-from lambdas.cursor import InvalidCursor
+from imgcli.lambdas import cursor
+from imgcli.lambdas.cursor import InvalidCursor
 
 SECRET = b"test-secret"
 LISTING: dict[str, Any] = {"table": "images", "status": "active", "prefix": "", "secret": SECRET}

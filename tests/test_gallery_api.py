@@ -40,10 +40,10 @@ from imgcli.gallery_api import (
     encode_query,
     region_of_api,
 )
+from imgcli.lambdas import cursor, records, retrieve
+from imgcli.lambdas.logs import JsonLogger
 from imgcli.localcloud import api_url
 from imgcli.localcloud.execute_api import ExecuteApi, moto_api_lookup
-from lambdas import cursor, records, retrieve
-from lambdas.logs import JsonLogger
 from tests.localstack import create_http_api
 
 REGION = LOCAL_REGION

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lambdas.image_metadata import ALLOWED_FORMATS, InvalidImage, describe_image
-from lambdas.ranged_reader import FetchFailed, RangedReader
+from imgcli.lambdas.image_metadata import ALLOWED_FORMATS, InvalidImage, describe_image
+from imgcli.lambdas.ranged_reader import FetchFailed, RangedReader
 from tests.images import (
     SAVE_FORMATS,
     animated_gif,
@@ -86,7 +86,7 @@ def test_non_images_are_refused_with_a_reason(data: bytes, reason: str) -> None:
 
 PLUGIN_PROBE = """
 import io, sys
-from lambdas.image_metadata import InvalidImage, describe_image
+from imgcli.lambdas.image_metadata import InvalidImage, describe_image
 data = bytes.fromhex(sys.argv[1])
 try:
     describe_image(io.BytesIO(data), len(data))

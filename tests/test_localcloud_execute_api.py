@@ -33,6 +33,8 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from werkzeug.serving import make_server
 
 from imgcli.config import LOCAL_ACCESS_KEY, LOCAL_REGION
+from imgcli.lambdas import cursor, records, retrieve
+from imgcli.lambdas.logs import JsonLogger
 from imgcli.localcloud import API_PATH_PREFIX, api_url, sigv4
 from imgcli.localcloud.execute_api import (
     ApiRoute,
@@ -42,8 +44,6 @@ from imgcli.localcloud.execute_api import (
     match_route,
     moto_api_lookup,
 )
-from lambdas import cursor, records, retrieve
-from lambdas.logs import JsonLogger
 from tests.eventdata import load_event
 from tests.localstack import create_http_api
 from tests.test_retrieve import AWKWARD_KEYS, image

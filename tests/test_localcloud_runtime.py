@@ -26,6 +26,7 @@ import boto3
 import pytest
 
 from imgcli.config import LOCAL_ACCESS_KEY
+from imgcli.infra.packaging import code_sha256
 from imgcli.localcloud import moto_lambda
 from imgcli.localcloud.runtime import (
     AWS_RETRY_DELAYS,
@@ -36,7 +37,6 @@ from imgcli.localcloud.runtime import (
     InvocationResult,
     LambdaRuntime,
 )
-from infra.packaging import code_sha256
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -800,8 +800,8 @@ def moto_server() -> Iterator[str]:
 def test_the_deployed_save_delete_function_indexes_an_image(
     moto_server: str, tmp_path: Path
 ) -> None:
-    from infra.packaging import build_function_zip
-    from lambdas.records import TABLE_DEFINITION
+    from imgcli.infra.packaging import build_function_zip
+    from imgcli.lambdas.records import TABLE_DEFINITION
     from tests.eventdata import load_event
     from tests.images import image_bytes
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from imgcli.lambdas.s3_events import ObjectEvent, decode_key, object_events
+from imgcli.lambdas.sequencer import is_later
 from imgcli.localcloud import s3_events
-from lambdas.s3_events import ObjectEvent, decode_key, object_events
-from lambdas.sequencer import is_later
 from tests.eventdata import load_event
 
 ACCOUNT = "123456789012"

@@ -20,7 +20,7 @@ from pathlib import Path
 import PIL
 import pytest
 
-from infra.packaging import (
+from imgcli.infra.packaging import (
     LAMBDA_RUNTIME,
     Arch,
     FunctionBundle,
@@ -29,7 +29,7 @@ from infra.packaging import (
     code_sha256,
     run_pip,
 )
-from infra.resources import RETRIEVE_HANDLER, SAVE_HANDLER
+from imgcli.infra.resources import RETRIEVE_HANDLER, SAVE_HANDLER
 
 PILLOW_VERSION = importlib.metadata.version("pillow")
 ELF_MACHINES = {"arm64": 183, "x86_64": 62}

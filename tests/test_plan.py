@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from infra.handlers import BucketNotEmpty, Observed, resolved
-from infra.names import StackNames
-from infra.plan import Plan, execute, plan_bootstrap, plan_destroy
-from infra.resources import (
+from imgcli.infra.handlers import BucketNotEmpty, Observed, resolved
+from imgcli.infra.names import StackNames
+from imgcli.infra.plan import Plan, execute, plan_bootstrap, plan_destroy
+from imgcli.infra.resources import (
     API_ID,
     FunctionCode,
     Kind,
@@ -19,7 +19,7 @@ from infra.resources import (
     StackOptions,
     desired_stack,
 )
-from infra.state import StackState
+from imgcli.infra.state import StackState
 
 NAMES = StackNames("p1", "123456789012", "us-east-1")
 

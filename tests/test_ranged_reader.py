@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lambdas.ranged_reader import FetchFailed, RangedReader
+from imgcli.lambdas.ranged_reader import FetchFailed, RangedReader
 
 
 class RecordingStore:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.names import InvalidStackName, StackNames
-from infra.resources import FunctionCode, Kind, StackOptions, desired_stack
+from imgcli.infra.names import InvalidStackName, StackNames
+from imgcli.infra.resources import FunctionCode, Kind, StackOptions, desired_stack
 
 NAMES = StackNames("demo", "123456789012", "eu-west-1")
 CODE = FunctionCode(b"zip", "sha", "python3.13")

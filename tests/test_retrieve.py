@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lambdas import cursor, records, retrieve
-from lambdas.logs import JsonLogger
-from lambdas.records import ImageRecord
+from imgcli.lambdas import cursor, records, retrieve
+from imgcli.lambdas.logs import JsonLogger
+from imgcli.lambdas.records import ImageRecord
 from tests.eventdata import load_event
 
 NOW = 1_750_000_000

@@ -7,7 +7,7 @@ from urllib.parse import quote, quote_plus
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lambdas.s3_events import MalformedRecord, ObjectEvent, decode_key, object_events
+from imgcli.lambdas.s3_events import MalformedRecord, ObjectEvent, decode_key, object_events
 from tests.eventdata import load_event
 
 keys = st.text(

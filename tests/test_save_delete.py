@@ -10,10 +10,10 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from lambdas import save_delete
-from lambdas.logs import JsonLogger
-from lambdas.records import ImageRecord, from_item
-from lambdas.save_delete import Indexer, RecordsFailed, process_event
+from imgcli.lambdas import save_delete
+from imgcli.lambdas.logs import JsonLogger
+from imgcli.lambdas.records import ImageRecord, from_item
+from imgcli.lambdas.save_delete import Indexer, RecordsFailed, process_event
 from tests.eventdata import load_event
 from tests.images import (
     animated_gif,
@@ -280,7 +280,7 @@ def test_late_create_cannot_resurrect_even_when_its_read_races_the_delete(
 
 
 def _events(event: dict[str, Any]) -> Any:
-    from lambdas.s3_events import object_events
+    from imgcli.lambdas.s3_events import object_events
 
     return object_events(event)
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lambdas import sequencer
+from imgcli.lambdas import sequencer
 
 hex_strings = st.text(alphabet="0123456789abcdefABCDEF", min_size=1, max_size=sequencer.WIDTH)
 

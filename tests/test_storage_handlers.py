@@ -17,12 +17,12 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from infra.aws_support import Patience
-from infra.handlers import BucketNameTaken, BucketNotEmpty, InfraError
-from infra.names import StackNames
-from infra.plan import plan_destroy
-from infra.resources import FunctionCode, Kind, Resource, StackOptions, desired_stack
-from infra.storage_handlers import (
+from imgcli.infra.aws_support import Patience
+from imgcli.infra.handlers import BucketNameTaken, BucketNotEmpty, InfraError
+from imgcli.infra.names import StackNames
+from imgcli.infra.plan import plan_destroy
+from imgcli.infra.resources import FunctionCode, Kind, Resource, StackOptions, desired_stack
+from imgcli.infra.storage_handlers import (
     NOTIFICATION_VALIDATION_PATIENCE,
     OWN_NOTIFICATION_ID,
     QUEUE_ATTRIBUTES,

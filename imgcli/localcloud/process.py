@@ -65,7 +65,7 @@ class LocalCloudStatus:
 
 
 def local_cloud_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    from infra.state import data_dir
+    from imgcli.infra.state import data_dir
 
     return data_dir(environ) / "localcloud"
 
