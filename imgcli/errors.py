@@ -3,12 +3,14 @@
 Scripts branch on imgcli's exit code and people read its last line, so both come from one
 table (``ExitCode``) and one function (``describe_failure``), the way httpie keeps
 ``status.py`` and ``core.py``: a command never picks an exit code or words an error itself;
-it raises, and the CLI frame (``imgcli.cli.reports_failures``) prints the description and
+it raises, and the CLI frame (``imgcli.commands.frame.reports_failures``) prints the description and
 exits with its code.
 
 botocore's exceptions are recognised without importing botocore here: an exception can only
 be one of botocore's if ``botocore.exceptions`` is already in ``sys.modules``, so a failure
-before any AWS work costs no boto import and ``imgcli --help`` stays fast.
+before any AWS work costs no boto import and ``imgcli --help`` stays fast. The stack layer's
+errors (``imgcli.infra.errors``, which knows no exit codes) are recognised the same way and
+mapped by the kind of problem each one names.
 
 This module imports neither typer nor rich: it decides *what* to say, ``imgcli.output``
 decides how it looks.
@@ -161,6 +163,9 @@ def describe_failure(exc: BaseException) -> Failure:
         return Failure("interrupted", ExitCode.INTERRUPTED)
     if isinstance(exc, ImgcliError):
         return Failure(_one_line(exc.message), exc.exit_code, exc.hint)
+    from_infra = _describe_infra_failure(exc)
+    if from_infra is not None:
+        return from_infra
     from_aws = _describe_botocore_failure(exc)
     if from_aws is not None:
         return from_aws
@@ -170,6 +175,22 @@ def describe_failure(exc: BaseException) -> Failure:
         "this is a bug in imgcli: please report it with the output of the same command "
         "run with --verbose",
     )
+
+
+def _describe_infra_failure(exc: BaseException) -> Failure | None:
+    if "imgcli.infra.errors" not in sys.modules:
+        return None
+    from imgcli.infra.errors import InfraError, Problem
+
+    if not isinstance(exc, InfraError):
+        return None
+    exit_codes = {
+        Problem.USAGE: ExitCode.USAGE,
+        Problem.NO_STACK: ExitCode.NO_STACK,
+        Problem.REMOTE: ExitCode.REMOTE,
+        Problem.INTERNAL: ExitCode.INTERNAL,
+    }
+    return Failure(_one_line(exc.message), exit_codes[exc.problem], exc.hint)
 
 
 def _describe_botocore_failure(exc: BaseException) -> Failure | None:

@@ -59,7 +59,7 @@ from urllib3.exceptions import HTTPError, ProtocolError
 from imgcli.errors import AuthError, NetworkError, RemoteError, UsageError
 
 if TYPE_CHECKING:
-    from imgcli.cli import Invocation
+    from imgcli.invocation import Invocation
 
 SERVICE: Final = "execute-api"
 #: The API's largest page (``lambdas.retrieve.MAX_LIMIT``).

@@ -262,7 +262,7 @@ def _console(stream: TextIO, isatty: bool, no_color: bool) -> Console:
     class _Console(Console):
         def on_broken_pipe(self) -> None:
             # rich would exit 1 ("some items failed" here); the commands' one handler
-            # (imgcli.cli.reports_failures) ends as a closed pipe should.
+            # (imgcli.commands.frame.reports_failures) ends as a closed pipe should.
             raise BrokenPipeError(errno.EPIPE, "the reader of this output is gone")
 
     return _Console(
@@ -309,3 +309,18 @@ def _isatty(stream: TextIO | None) -> bool:
         return stream is not None and stream.isatty()
     except ValueError:
         return False
+
+
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun``, with an s unless there is exactly one (``3 keys``)."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def human_size(size: int) -> str:
+    """``size`` bytes in binary units, as ``ls -lh`` would (``1.2 MiB``)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")

@@ -13,11 +13,16 @@ deployer but without its known faults:
 3. **Desired state** (``resources``): every resource with its settings as plain data, in
    creation order; the IAM documents come from ``policies``.
 4. **Plan** (``plan.plan_bootstrap``/``plan_destroy``): read-only calls through one
-   handler per resource kind (``storage_handlers``, ``compute_handlers``: the only code that
-   knows AWS's quirks, behind the contract in ``handlers``, sharing the bounded waits,
-   retries and tag rules of ``aws_support``), compared setting by setting.
+   handler per resource kind (``table_handlers``, ``bucket_handlers``, ``role_handlers``...,
+   gathered by ``storage_handlers`` and ``compute_handlers``: the only code that knows
+   AWS's quirks, behind the contract in ``handlers``, sharing the bounded waits, retries
+   and tag rules of ``aws_support``), compared setting by setting.
    A plan is a tuple of steps; ``--dry-run`` prints it.
 5. **Execute** (``plan.execute``): the steps in order, the stack's record (``state``)
    written after each one, so a failed bootstrap resumes where it stopped and a half-built
    stack can be destroyed.
+
+Imported as ``imgcli.infra``, it depends on nothing of imgcli but the functions' code
+(``imgcli.lambdas``): its errors are its own (``errors``, each naming the kind of problem,
+which the CLI maps to an exit code) and the caller passes plain values in.
 """

@@ -4,6 +4,10 @@ Each service builds the same pieces in the same order: who we are (account, regi
 STS and the session), the stack's names, the code bundle, the handlers, the desired
 resources; then a plan from read-only calls; then, unless it is a dry run, the executor.
 The CLI only parses options, asks for confirmation and renders what these return.
+
+Like the rest of ``infra``, this knows nothing of imgcli's settings or errors: the caller
+passes the stack's name, target and clients, and a function that says where the local
+cloud serves an HTTP API (``local_api_url``); failures are ``infra.errors`` classes.
 """
 
 from __future__ import annotations
@@ -11,11 +15,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imgcli.config import StackSettings, Target
-from imgcli.errors import NoStackError, UsageError
-from imgcli.infra.handlers import BucketNotEmpty, Handlers
+from imgcli.infra.errors import BucketNotEmpty, StackNotBootstrapped, StackUsageError
+from imgcli.infra.handlers import Handlers
 from imgcli.infra.names import StackNames, check_stack_name
 from imgcli.infra.plan import Plan, StepListener, execute, plan_bootstrap, plan_destroy
 from imgcli.infra.resources import (
@@ -29,7 +32,13 @@ from imgcli.infra.resources import (
 )
 from imgcli.infra.state import StackState, state_path
 
+if TYPE_CHECKING:
+    from imgcli.infra.packaging import Target
+
 ClientFactory = Callable[[str], Any]
+#: ``(endpoint, api_id) -> base URL`` of an HTTP API on a target that serves it elsewhere
+#: than AWS's execute-api host (the local cloud).
+ApiUrl = Callable[[str, str], str]
 
 
 @dataclass(frozen=True)
@@ -77,15 +86,29 @@ class Outcome:
 
 
 class StackEnvironment:
-    """Account, region, names and handlers of one stack, made from one set of clients."""
+    """Account, region, names and handlers of one stack, made from one set of clients.
 
-    def __init__(self, settings: StackSettings, client: ClientFactory, region: str) -> None:
-        check_stack_name(settings.name)
-        self.settings = settings
+    ``local_api_url`` says where a local stack's HTTP API is served (required for a local
+    target, whose API is not on execute-api's host).
+    """
+
+    def __init__(
+        self,
+        stack: str,
+        target: Target,
+        client: ClientFactory,
+        region: str,
+        *,
+        local_api_url: ApiUrl | None = None,
+    ) -> None:
+        check_stack_name(stack)
+        self.stack = stack
+        self.target: Target = target
         self.client = client
         self.region = region
+        self.local_api_url = local_api_url
         self.account = str(client("sts").get_caller_identity()["Account"])
-        self.names = StackNames(settings.name, self.account, region)
+        self.names = StackNames(stack, self.account, region)
         self.endpoint_url = str(client("s3").meta.endpoint_url)
 
     def handlers(self) -> Handlers:
@@ -104,23 +127,23 @@ class StackEnvironment:
         resources, so the same stack in a second region would quietly re-point the first
         one's roles: refused. A destroyed stack may start again anywhere.
         """
-        name = self.settings.name
+        name = self.stack
         existing = StackState.load(state_path(name))
         if existing is not None and not existing.destroyed:
             recorded = (existing.target, existing.account, existing.region)
-            current = (self.settings.target, self.account, self.region)
+            current = (self.target, self.account, self.region)
             if any(
                 was is not None and was != now for was, now in zip(recorded, current, strict=True)
             ):
-                raise UsageError(
+                raise StackUsageError(
                     f"stack '{name}' lives on {existing.target} in account {existing.account}, "
-                    f"region {existing.region}; this run is on {self.settings.target} in "
+                    f"region {existing.region}; this run is on {self.target} in "
                     f"account {self.account}, region {self.region}",
                     hint="pass the stack's own --region and credentials, or choose another "
                     "stack name with --stack",
                 )
         state = existing or StackState(path=state_path(name), stack=name, target="")
-        state.target = self.settings.target
+        state.target = self.target
         state.region, state.account, state.endpoint_url = (
             self.region,
             self.account,
@@ -145,7 +168,7 @@ def bootstrap(
     """
     state = environment.state()
     options = StackOptions.from_record({**state.options, **changes})
-    target: Target = "aws" if environment.settings.target == "aws" else "local"
+    target = environment.target
     if target == "local":
         options = replace(options, require_tls=False)  # the local cloud is plain HTTP
     code = _function_code(target, options.architecture)
@@ -163,9 +186,11 @@ def bootstrap(
     state.outputs = {**outputs, **_record_outputs(environment.names)}
     if target == "local" and API_ID in state.outputs:
         # The local cloud serves each HTTP API under its own endpoint, not execute-api's.
-        from imgcli.localcloud import api_url
-
-        state.outputs[API_URL] = api_url(environment.endpoint_url, state.outputs[API_ID])
+        if environment.local_api_url is None:
+            raise TypeError("a local stack's environment needs local_api_url")
+        state.outputs[API_URL] = environment.local_api_url(
+            environment.endpoint_url, state.outputs[API_ID]
+        )
     state.save()
     return Outcome(plan, executed=True, description=describe_state(state))
 
@@ -203,13 +228,13 @@ def destroy(
     return Outcome(plan, executed=True, description=None)
 
 
-def describe(settings: StackSettings) -> StackDescription:
+def describe(stack: str) -> StackDescription:
     """The recorded description of a bootstrapped stack (no AWS calls)."""
-    state = StackState.load(state_path(settings.name))
+    state = StackState.load(state_path(stack))
     if state is None or state.destroyed:
-        raise NoStackError(
-            f"stack '{settings.name}' has not been bootstrapped",
-            hint=f"run 'imgcli --stack {settings.name} bootstrap' first",
+        raise StackNotBootstrapped(
+            f"stack '{stack}' has not been bootstrapped",
+            hint=f"run 'imgcli --stack {stack} bootstrap' first",
         )
     return describe_state(state)
 

@@ -24,37 +24,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from imgcli.errors import ExitCode, ImgcliError
+from imgcli.infra.errors import UnresolvedRef
 from imgcli.infra.resources import Kind, Ref, Resource
 
 Sleep = Callable[[float], None]
-
-
-class InfraError(ImgcliError):
-    """A stack operation cannot go ahead; the message says what to do.
-
-    An ``ImgcliError``, so the CLI reports it in one line with its exit code.
-    """
-
-    exit_code = ExitCode.REMOTE
-
-
-class BucketNameTaken(InfraError):
-    """The bucket name exists in another account (names are global)."""
-
-    exit_code = ExitCode.USAGE
-
-
-class BucketNotEmpty(InfraError):
-    """destroy would have to delete images; ``--delete-images`` says it may."""
-
-    exit_code = ExitCode.USAGE
-
-
-class UnresolvedRef(InfraError):
-    """A setting needs an output no earlier step has produced: a bug in the stack's order."""
-
-    exit_code = ExitCode.INTERNAL
 
 
 @dataclass(frozen=True)

@@ -16,16 +16,12 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from imgcli.errors import UsageError
+from imgcli.infra.errors import InvalidStackName
 
 STACK_NAME: Final = re.compile(r"[a-z][a-z0-9-]{0,22}")
 TAG_KEY: Final = "imgcli:stack"
 
 _BUCKET_MAX: Final = 63
-
-
-class InvalidStackName(UsageError):
-    """The stack name cannot be used in AWS resource names."""
 
 
 def check_stack_name(stack: str) -> str:

@@ -55,7 +55,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Final, Literal
 
-from imgcli.errors import ExitCode, ImgcliError
+from imgcli.infra.errors import PackagingError
 
 LAMBDA_RUNTIME: Final = "python3.13"
 """A current Python runtime that supports arm64 (Amazon Linux 2023)."""
@@ -93,15 +93,6 @@ _OLDEST_MANYLINUX_MINOR: Final = 17  # manylinux_2_17 == manylinux2014; older ta
 _NATIVE_SUFFIXES: Final = (".so", ".pyd", ".dll", ".dylib")
 _CPYTHON_TAG: Final = re.compile(r"\.cpython-(?P<tag>[^.]+)\.so$")
 _PIP_TAIL_LINES: Final = 3
-
-
-class PackagingError(ImgcliError):
-    """The bundle can't be built: the message says why, the hint what to do.
-
-    An ``ImgcliError``, so the CLI reports it in one line with its exit code.
-    """
-
-    exit_code = ExitCode.REMOTE
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from imgcli.infra.handlers import (
-    BucketNameTaken,
-    BucketNotEmpty,
-    Handlers,
-    HoldsObjects,
-    Observed,
-    resolved,
-)
+from imgcli.infra.errors import BucketNameTaken, BucketNotEmpty
+from imgcli.infra.handlers import Handlers, HoldsObjects, Observed, resolved
 from imgcli.infra.resources import Ref, Resource
 from imgcli.infra.state import StackState
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from imgcli.errors import ExitCode, ImgcliError
+from imgcli.infra.errors import StateFileError
 
 VERSION: Final = 1
 
@@ -116,9 +116,3 @@ class StackState:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-
-
-class StateFileError(ImgcliError):
-    """The state file exists but cannot be used."""
-
-    exit_code = ExitCode.USAGE

@@ -13,8 +13,8 @@ import pytest
 
 from imgcli.aws import AwsClients
 from imgcli.config import Flags, resolve_stack
-from imgcli.errors import NoStackError, UsageError
 from imgcli.infra import deploy
+from imgcli.infra.errors import StackNotBootstrapped, StackUsageError
 from imgcli.infra.plan import Plan
 from imgcli.infra.state import StackState, state_path
 
@@ -63,7 +63,7 @@ def stack(moto_aws: None) -> Iterator[tuple[deploy.StackEnvironment, RecordingCl
     settings = resolve_stack(Flags(stack="t1", target="aws"), os.environ)
     settings = replace(settings, region="us-east-1")
     clients = RecordingClients(AwsClients(settings))
-    yield deploy.StackEnvironment(settings, clients.client, "us-east-1"), clients
+    yield deploy.StackEnvironment("t1", "aws", clients.client, "us-east-1"), clients
 
 
 def bootstrap(environment: deploy.StackEnvironment, **changes: Any) -> deploy.Outcome:
@@ -283,8 +283,8 @@ def test_options_are_remembered_between_runs(stack: Any) -> None:
 def test_the_same_stack_in_another_region_is_refused(stack: Any) -> None:
     environment, clients = stack
     bootstrap(environment)
-    elsewhere = deploy.StackEnvironment(environment.settings, clients.client, "eu-west-1")
-    with pytest.raises(UsageError, match="region us-east-1"):
+    elsewhere = deploy.StackEnvironment("t1", "aws", clients.client, "eu-west-1")
+    with pytest.raises(StackUsageError, match="region us-east-1"):
         deploy.bootstrap(elsewhere, {}, dry_run=True)
 
 
@@ -308,8 +308,8 @@ def test_destroy_removes_everything_and_can_run_again(stack: Any) -> None:
     assert _what_remains(clients.aws) == {}
     record = StackState.load(state_path("t1"))
     assert record is not None and record.destroyed and record.target == "aws"
-    with pytest.raises(NoStackError):
-        deploy.describe(environment.settings)
+    with pytest.raises(StackNotBootstrapped):
+        deploy.describe(environment.stack)
     again = destroy(environment)
     assert again.plan.up_to_date
 
@@ -379,7 +379,6 @@ def test_a_destroyed_stack_can_start_again_on_another_target(stack: Any) -> None
     environment, clients = stack
     bootstrap(environment)
     destroy(environment)
-    local = replace(environment.settings, target="local")
-    elsewhere = deploy.StackEnvironment(local, clients.client, "us-east-1")
+    elsewhere = deploy.StackEnvironment("t1", "local", clients.client, "us-east-1")
     outcome = deploy.bootstrap(elsewhere, {}, dry_run=True)
     assert len(outcome.plan.steps) == 14

@@ -20,14 +20,15 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 from typer.testing import CliRunner, Result
 
 from imgcli import __version__
-from imgcli.cli import app, build_app, invocation, reports_failures
+from imgcli.cli import app, build_app
+from imgcli.commands.frame import invocation, reports_failures
 from imgcli.errors import ExitCode, NoStackError, PartialFailure, UsageError
 from imgcli.output import Streams
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = {"boto3", "botocore", "s3transfer", "PIL", "moto", "imgcli.infra", "imgcli.lambdas"}
-# Resolving a stack reads bootstrap's record: a JSON file, and a module that imports no more.
-LIGHT = {"imgcli.infra", "imgcli.infra.state"}
+# Resolving a stack reads bootstrap's record: a JSON file, a module and its errors, no more.
+LIGHT = {"imgcli.infra", "imgcli.infra.state", "imgcli.infra.errors"}
 
 runner = CliRunner()
 

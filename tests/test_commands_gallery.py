@@ -29,20 +29,20 @@ from botocore.stub import Stubber
 from typer.testing import CliRunner, Result
 
 from imgcli.cli import app
-from imgcli.commands.gallery import (
-    CSV_COLUMNS,
+from imgcli.commands.gallery import CSV_COLUMNS
+from imgcli.config import LOCAL_REGION
+from imgcli.deletion import (
     DeleteOutcome,
     DeletionPlan,
     delete_batch,
     delete_planned,
     existing_keys,
-    human_size,
     plan_deletion,
     wait_until_unlisted,
 )
-from imgcli.config import LOCAL_REGION
 from imgcli.errors import ExitCode
 from imgcli.gallery_api import GalleryApi
+from imgcli.output import human_size
 from tests.images import image_bytes
 from tests.localstack import KEY, SECRET, bootstrap, local_client, local_cloud_env, run_imgcli
 

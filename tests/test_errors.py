@@ -29,6 +29,15 @@ from imgcli.errors import (
     UsageError,
     describe_failure,
 )
+from imgcli.infra.errors import (
+    BucketNotEmpty,
+    InfraError,
+    InvalidStackName,
+    PackagingError,
+    StackNotBootstrapped,
+    StackUsageError,
+    UnresolvedRef,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -191,3 +200,24 @@ def test_mapping_does_not_import_botocore() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (StackUsageError("lives elsewhere"), ExitCode.USAGE),
+        (InvalidStackName("bad name"), ExitCode.USAGE),
+        (BucketNotEmpty("still holds images"), ExitCode.USAGE),
+        (StackNotBootstrapped("never bootstrapped"), ExitCode.NO_STACK),
+        (PackagingError("no wheel"), ExitCode.REMOTE),
+        (InfraError("gave up waiting"), ExitCode.REMOTE),
+        (UnresolvedRef("no output yet"), ExitCode.INTERNAL),
+    ],
+)
+def test_the_stack_layers_errors_map_to_exit_codes_by_their_problem(
+    error: InfraError, code: ExitCode
+) -> None:
+    # infra knows no exit codes: each of its errors names a Problem, mapped here once.
+    error.hint = "do this"
+    failure = describe_failure(error)
+    assert (failure.exit_code, failure.message, failure.hint) == (code, error.message, "do this")

@@ -20,11 +20,11 @@ from pathlib import Path
 import PIL
 import pytest
 
+from imgcli.infra.errors import PackagingError
 from imgcli.infra.packaging import (
     LAMBDA_RUNTIME,
     Arch,
     FunctionBundle,
-    PackagingError,
     build_function_zip,
     code_sha256,
     run_pip,

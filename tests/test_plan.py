@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from imgcli.infra.handlers import BucketNotEmpty, Observed, resolved
+from imgcli.infra.errors import BucketNotEmpty
+from imgcli.infra.handlers import Observed, resolved
 from imgcli.infra.names import StackNames
 from imgcli.infra.plan import Plan, execute, plan_bootstrap, plan_destroy
 from imgcli.infra.resources import (

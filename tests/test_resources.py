@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from imgcli.infra.names import InvalidStackName, StackNames
+from imgcli.infra.errors import InvalidStackName
+from imgcli.infra.names import StackNames
 from imgcli.infra.resources import FunctionCode, Kind, StackOptions, desired_stack
 
 NAMES = StackNames("demo", "123456789012", "eu-west-1")

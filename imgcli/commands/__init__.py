@@ -1,18 +1,26 @@
-"""The everyday commands (upload, list, show, delete), one module each, registered on the app.
+"""Every imgcli command, one module per group, registered on the app by ``register_all``.
 
-``imgcli.cli`` keeps the frame (global options, error mapping, stack commands); these
-modules follow its shape: ``Annotated`` options, a docstring that is the help text, one
-call into a service module, one render. They import only typer and the frame at module
-level, so ``imgcli --help`` stays fast.
+- ``stack``: ``config``, ``bootstrap``, ``destroy``, ``stack``;
+- ``local``: ``local start|stop|status|reset``;
+- ``upload``: ``upload``;
+- ``gallery``: ``list``, ``show``, ``delete``.
+
+Each follows one shape (``Annotated`` options, a docstring that is the help text with an
+example, one call into a service, one render) on the frame of ``imgcli.commands.frame``.
+They import only typer and the frame at module level, so ``imgcli --help`` stays fast;
+services are imported inside the command bodies.
 """
 
 from __future__ import annotations
 
 import typer
 
+from imgcli.commands import gallery, local, stack, upload
+
 
 def register_all(app: typer.Typer) -> None:
-    from imgcli.commands import gallery, upload
-
+    """Add every command to ``app``, in the order ``imgcli --help`` lists them."""
+    stack.register(app)
+    local.register(app)
     upload.register(app)
     gallery.register(app)

@@ -2,7 +2,8 @@
 
 The work is ``imgcli.upload`` (the engine: checks, the one-listing skip decision,
 concurrent and multipart transfers, Ctrl-C); this module turns the command line into an
-``imgcli.upload.Selection`` and an ``UploadConfig``, and the engine's callbacks into output:
+``imgcli.upload_walk.Selection`` and an ``UploadConfig``, and the engine's callbacks into
+output:
 
 * On a terminal, one transient rich progress line (files and bytes done of those queued so
   far, rate, ETA). Totals grow while the walk runs, because the walk is streamed rather
@@ -34,15 +35,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 import typer
 from typer.core import TyperCommand
 
-from imgcli.cli import Invocation, JsonFlag, _command_invocation, reports_failures
-from imgcli.commands.gallery import human_size, plural
+from imgcli.commands.frame import JsonFlag, command_invocation, reports_failures
 from imgcli.errors import ExitCode, Failure, PartialFailure, RemoteError
+from imgcli.invocation import Invocation
+from imgcli.output import human_size, plural
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
+    from imgcli.index_wait import IndexWait
     from imgcli.output import Output, ProgressDisplay
-    from imgcli.upload import FileResult, IndexWait, PathFilter, UploadSummary
+    from imgcli.upload_types import FileResult, UploadSummary
+    from imgcli.upload_walk import PathFilter
 
 #: Where ``UploadCommand`` leaves the order of the filter options, in ``ctx.meta``.
 FILTER_ORDER: Final = "imgcli.upload.filter_order"
@@ -67,7 +71,7 @@ def ordered_filters(
     order: Sequence[str], include: Sequence[str], exclude: Sequence[str]
 ) -> list[PathFilter]:
     """``--include`` and ``--exclude`` values interleaved as they were given."""
-    from imgcli.upload import PathFilter
+    from imgcli.upload_walk import PathFilter
 
     values = {"include": iter(include), "exclude": iter(exclude)}
     filters = [
@@ -187,11 +191,13 @@ def upload_images(
     again sends nothing; different content is refused unless --overwrite. A file's key
     is --prefix plus its path relative to the folder given, or plus its name.
 
-    Example: imgcli upload ~/Pictures/trip --recursive --prefix trips/2024/ --wait
+    Example: imgcli upload demo/images --recursive --prefix trips/2024/ --wait
     """
-    from imgcli.upload import Selection, UploadConfig, Uploader, UploadInterrupted, check_paths
+    from imgcli.upload import Uploader
+    from imgcli.upload_types import UploadConfig, UploadInterrupted
+    from imgcli.upload_walk import Selection, check_paths
 
-    run = _command_invocation(ctx, json_output)
+    run = command_invocation(ctx, json_output)
     selection = Selection(
         tuple(paths),
         prefix=prefix,
@@ -328,7 +334,7 @@ class _Reporter:
 
 def _wait_for_index(run: Invocation, uploaded: Mapping[str, str], timeout_s: float) -> IndexWait:
     from imgcli.gallery_api import gallery_api_for
-    from imgcli.upload import wait_until_indexed
+    from imgcli.index_wait import wait_until_indexed
 
     run.output.info(
         f"waiting until the API lists {plural(len(uploaded), 'uploaded image')} "
