@@ -25,7 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import raw_client
 import run as bench  # the harness's data and local cloud; it puts the repository on the path
 
-from imgcli.upload import Selection, UploadConfig, Uploader
+from imgcli.upload import Uploader
+from imgcli.upload_types import UploadConfig
+from imgcli.upload_walk import Selection
 
 #: Above every file here: every file goes as one PUT.
 NO_MULTIPART = 1024**3

@@ -28,8 +28,10 @@ from imgcli.commands.upload import (
 )
 from imgcli.errors import ExitCode
 from imgcli.gallery_api import GalleryApi
+from imgcli.index_wait import IndexWait
 from imgcli.output import Streams
-from imgcli.upload import IndexWait, PathFilter, UploadSummary
+from imgcli.upload_types import UploadSummary
+from imgcli.upload_walk import PathFilter
 from tests.images import image_bytes, png_header_only
 from tests.localstack import KEY, SECRET, bootstrap, local_client, local_cloud_env, run_imgcli
 
