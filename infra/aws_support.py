@@ -1,9 +1,10 @@
 """What every resource handler needs from AWS besides the calls themselves: bounded waits
-and retries, reading error codes, and keeping to imgcli's own tags.
+and retries, reading error codes, keeping to imgcli's own tags, and converging a resource
+that was already there.
 
-``infra.storage_handlers`` and ``infra.compute_handlers`` each own the calls and quirks of
-their kinds; this module holds the one way both of them wait, retry, match an error and
-treat tags, so a fix here reaches every handler:
+Each ``infra.*_handlers`` module owns the calls and quirks of its kinds; this module holds
+the one way all of them wait, retry, match an error, treat tags and converge, so a fix
+here reaches every handler:
 
 * **Waits and retries** take a ``Patience`` (how long, in which steps) and the injected
   ``sleep``, so tests record the delays instead of sleeping. Once patience runs out they
@@ -13,7 +14,10 @@ treat tags, so a fix here reaches every handler:
   code ("404", "500"); ``is_error`` checks all of them.
 * **Tags**: a ``tags`` setting means imgcli's own ``imgcli:*`` tags (the contract in
   ``infra.handlers``). Others may tag our resources too; ``own_tags`` is what ``read``
-  reports and ``stale_own_tag_keys`` the only keys an update may remove.
+  reports (theirs would make every plan differ) and ``stale_own_tag_keys`` the only keys
+  an update may remove, so a ``team=x`` tag someone else adds stays.
+* **"Already exists"** on create means a previous run got further than its state file
+  says: ``converge`` updates whatever differs, as a re-run would have planned.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from typing import Any, Final, TypeVar
 
 from botocore.exceptions import ClientError
 
-from imgcli.infra.handlers import InfraError, Sleep, resolved
+from imgcli.infra.errors import InfraError
+from imgcli.infra.handlers import ResourceHandler, Sleep, resolved
 from imgcli.infra.names import TAG_KEY
 from imgcli.infra.resources import Resource
 
@@ -166,3 +171,20 @@ def settings_of(resource: Resource, refs: Mapping[str, str]) -> dict[str, Any]:
 
 def unknown_setting(resource: Resource, setting: str) -> InfraError:
     return InfraError(f"{resource.label} has no setting {setting!r} imgcli can update")
+
+
+def converge(
+    handler: ResourceHandler, resource: Resource, refs: Mapping[str, str]
+) -> Mapping[str, str]:
+    """Brings a resource that ``create`` found already there to ``resource``'s settings.
+
+    It exists because an earlier run got further than its state file records (or someone
+    made it by hand): updating what differs is what a re-run would have planned.
+    """
+    observed = handler.read(resource.name)
+    if observed is None:
+        raise InfraError(f"{resource.label} exists but cannot be read back", hint=RUN_AGAIN)
+    for setting, wanted in settings_of(resource, refs).items():
+        if observed.settings.get(setting) != wanted:
+            handler.update(resource, setting, refs)
+    return observed.outputs
