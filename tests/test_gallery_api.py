@@ -43,7 +43,8 @@ from imgcli.gallery_api import (
 from imgcli.lambdas import cursor, records, retrieve
 from imgcli.lambdas.logs import JsonLogger
 from imgcli.localcloud import api_url
-from imgcli.localcloud.execute_api import ExecuteApi, moto_api_lookup
+from imgcli.localcloud.api_routes import moto_api_lookup
+from imgcli.localcloud.execute_api import ExecuteApi
 from tests.localstack import create_http_api
 
 REGION = LOCAL_REGION

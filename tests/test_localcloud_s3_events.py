@@ -83,7 +83,7 @@ def lambda_target(
         "LambdaFunctionArn": arn,
         "Events": events or ALL_OBJECT_EVENTS,
     }
-    # Lower-case rule names: moto answers 500 to "Prefix" (shared/LOCAL_CLOUD.md).
+    # Lower-case rule names: moto answers 500 to "Prefix" (docs/local-cloud.md).
     rules = [
         {"Name": name, "Value": value} for name, value in [("prefix", prefix), ("suffix", suffix)]
     ]

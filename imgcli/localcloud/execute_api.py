@@ -3,7 +3,9 @@
 moto 5.2.5 keeps HTTP APIs (API Gateway v2) as control-plane data but serves no call to
 them in server mode. ``ExecuteApi`` is a WSGI middleware in front of moto's app that
 answers those calls the way API Gateway does, so the CLI's signed ``GET /images`` reaches
-the retrieve function locally exactly as on AWS.
+the retrieve function locally exactly as on AWS. It puts together ``api_routes`` (the
+route a request selects), ``sigv4`` (who signed it) and ``api_events`` (the event the
+function gets, and the response its result becomes).
 
 **URL scheme.** On AWS an API lives at ``https://<apiId>.execute-api.<region>.amazonaws.com``;
 on the local target it is ``http://127.0.0.1:PORT/_api/<apiId>`` (``api_url``). A path
@@ -18,47 +20,19 @@ moto's own paths start differently); everything else passes through untouched.
 
 1. The API, by id (``apis``, read afresh per request so route changes apply at once),
    else 404 ``{"message":"Not Found"}``.
-2. The route. API Gateway picks the most specific match: literal segments beat
-   ``{name}`` (one segment), which beats a greedy ``{name+}`` (one or more, only last);
-   compared segment by segment from the left. For the same path template a route for the
-   request's method beats ``ANY`` ("ANY matches all methods that you haven't defined for
-   a resource", AWS, "Create routes for HTTP APIs"). ``$default`` takes what nothing else
-   matches; otherwise 404 ``{"message":"Not Found"}``.
+2. The route the request selects (``api_routes.match_route``), else 404
+   ``{"message":"Not Found"}``.
 3. For an ``AWS_IAM`` route, SigV4 against the local cloud's only credentials
    (``sigv4.verify``), else 403 with API Gateway's message. ``NONE`` routes are open.
    JWT and Lambda authorizers are not emulated: such routes answer 403 and say why in the
    log, so nothing is served more openly than on AWS.
 4. The Lambda proxy integration with payload format 2.0 (the stack's only kind): the
-   event below goes to ``invoke(function_arn, event)``; its result becomes the HTTP
-   response. A function error, an exception from ``invoke`` or a malformed proxy response
-   is 500 ``{"message":"Internal Server Error"}``, as API Gateway answers; the reason goes
-   to the log, never to the client. Other integrations and payload format 1.0 also answer
-   500, with a log line saying the local cloud does not serve them.
-
-**The event** follows AWS's payload 2.0 and the real events in ``tests/events/``:
-``rawQueryString`` exactly as sent (still percent-encoded); ``rawPath`` and
-``requestContext.http.path`` percent-decoded (HTTP API delivers them decoded, see
-``lambdas.retrieve``); ``pathParameters`` percent-decoded once, so ``+`` stays ``+`` and a
-literal ``%`` arrives as sent; ``queryStringParameters`` form-decoded (``+`` is a space,
-as on API Gateway, aws-cdk #19827), repeated names joined with ``,``; header names lower
-case, repeated headers joined with ``,``; the ``cookie`` header moved to ``cookies``; the
-``x-forwarded-*`` and ``x-amzn-trace-id`` headers API Gateway adds. ``requestContext``
-carries the account, API id, the ``Host`` the client used as ``domainName`` (its
-``domainPrefix`` is the API id, as on AWS's default domain), method, path, protocol,
-source IP, user agent, a request id in API Gateway's format (also sent back as the
-``apigw-requestid`` response header), stage ``$default`` and the time in both of AWS's
-forms. ``AWS_IAM`` routes add ``authorizer.iam`` for the signer: the local key is no IAM
-user, so it is described as the account's root identity. A body is passed as text when
-its content type is textual and it is valid UTF-8, otherwise base64 with
-``isBase64Encoded``.
-
-**The response.** A JSON object with ``statusCode`` is a proxy response: ``headers``,
-``cookies`` (each a ``Set-Cookie``), ``body`` and ``isBase64Encoded``, the fields AWS
-documents for format 2.0 (``multiValueHeaders`` is format 1.0's and is ignored). Without a
-``content-type`` header the response says ``text/plain; charset=utf-8``, as HTTP API was
-observed to. A wrong type in any of those fields, or a header value with a line break, is
-malformed. Any other result (no ``statusCode``, or not an object) is, per AWS's format 2.0
-rules, a 200 ``application/json`` response whose body is the function's result.
+   event (``api_events.build_event``) goes to ``invoke(function_arn, event)``; its result
+   becomes the HTTP response (``api_events.http_response``). A function error, an
+   exception from ``invoke`` or a malformed proxy response is 500
+   ``{"message":"Internal Server Error"}``, as API Gateway answers; the reason goes to the
+   log, never to the client. Other integrations and payload format 1.0 also answer 500,
+   with a log line saying the local cloud does not serve them.
 
 Not emulated: throttling, the 30-second integration timeout (the runtime enforces the
 function's own timeout), CORS configuration, custom domains and named stages.
@@ -66,73 +40,41 @@ function's own timeout), CORS configuration, custom domains and named stages.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
-import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import urlsplit
 
-from imgcli.localcloud import API_PATH_PREFIX, MotoInternalsChanged, sigv4
+from imgcli.localcloud import API_PATH_PREFIX, sigv4
+from imgcli.localcloud.api_events import (
+    PAYLOAD_FORMAT,
+    ApiRequest,
+    HttpResponse,
+    MalformedResponse,
+    build_event,
+    http_response,
+    message_response,
+    new_request_id,
+)
+from imgcli.localcloud.api_routes import (
+    NO_AUTHORIZATION,
+    ApiDescription,
+    ApiLookup,
+    RouteMatch,
+    match_route,
+)
 
 LOGGER: Final = logging.getLogger(__name__)
 
-#: Every API's path on the local cloud starts with this, then ``/<apiId>``.
-STAGE: Final = "$default"
-DEFAULT_ROUTE: Final = "$default"
-ANY_METHOD: Final = "ANY"
 AWS_IAM: Final = "AWS_IAM"
-NO_AUTHORIZATION: Final = "NONE"
-PAYLOAD_FORMAT: Final = "2.0"
 #: HTTP API's request payload limit.
 MAX_REQUEST_BODY_BYTES: Final = 10 * 1024 * 1024
 
 NOT_FOUND: Final = "Not Found"
 INTERNAL_SERVER_ERROR: Final = "Internal Server Error"
-
-#: Month names for ``requestContext.time``, independent of the process locale.
-_MONTHS: Final = (
-    "Jan",
-    "Feb",
-    "Mar",
-    "Apr",
-    "May",
-    "Jun",
-    "Jul",
-    "Aug",
-    "Sep",
-    "Oct",
-    "Nov",
-    "Dec",
-)
-_TEXT_TYPES: Final = (
-    "text/",
-    "application/json",
-    "application/javascript",
-    "application/xml",
-    "application/x-www-form-urlencoded",
-)
-#: Headers that describe one connection, not the message: WSGI forbids apps to set them.
-_HOP_BY_HOP: Final = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-    }
-)
-_LAMBDA_INVOCATION_MARKER: Final = ":lambda:path/2015-03-31/functions/"
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -152,404 +94,6 @@ class FunctionFailed:
 
 #: ``invoke(function_arn, event)``: the function's parsed JSON result, or ``FunctionFailed``.
 Invoke = Callable[[str, dict[str, Any]], Any]
-
-
-@dataclass(frozen=True)
-class ApiRoute:
-    """One route of an HTTP API, as much as serving it needs."""
-
-    #: ``"GET /images/{key+}"``, ``"ANY /{proxy+}"`` or ``"$default"``.
-    route_key: str
-    #: ``"NONE"``, ``"AWS_IAM"``, ``"JWT"`` or ``"CUSTOM"``.
-    authorization_type: str
-    #: The Lambda function a proxy integration calls; ``None`` for anything else.
-    function_arn: str | None
-    payload_format_version: str | None
-
-
-@dataclass(frozen=True)
-class ApiDescription:
-    """An HTTP API's routes, and the account it belongs to (for ``requestContext``)."""
-
-    api_id: str
-    account_id: str
-    routes: tuple[ApiRoute, ...]
-
-
-#: ``apis(api_id)``: the API's description, or ``None`` when there is no such API.
-ApiLookup = Callable[[str], ApiDescription | None]
-
-
-def moto_api_lookup(account: str, region: str) -> ApiLookup:
-    """Reads HTTP APIs from moto's API Gateway v2 backend for ``account`` and ``region``.
-
-    The only code that touches those moto internals (``apigatewayv2_backends``, ``Api``'s
-    ``routes`` and ``integrations``, their attributes); a change of shape raises
-    ``MotoInternalsChanged`` naming what moved.
-    """
-
-    def lookup(api_id: str) -> ApiDescription | None:
-        # Imported on first use: ``api_url`` must stay importable without moto's weight.
-        from moto.apigatewayv2.models import apigatewayv2_backends
-
-        try:
-            api = apigatewayv2_backends[account][region].apis.get(api_id)
-            if api is None:
-                return None
-            # Copies: another thread may be changing the API through moto meanwhile.
-            integrations = dict(api.integrations)
-            routes = tuple(_route(route, integrations) for route in list(api.routes.values()))
-        except (AttributeError, KeyError, TypeError) as exc:
-            raise MotoInternalsChanged(
-                "imgcli's execute-api needs moto's API Gateway v2 models, which changed "
-                f"shape: {type(exc).__name__}: {exc}"
-            ) from exc
-        return ApiDescription(api_id=api_id, account_id=account, routes=routes)
-
-    return lookup
-
-
-def _route(route: Any, integrations: Mapping[str, Any]) -> ApiRoute:
-    target = route.target or ""
-    integration = integrations.get(target.removeprefix("integrations/"))
-    function_arn = None
-    payload_format = None
-    if integration is not None:
-        payload_format = integration.payload_format_version
-        if integration.integration_type == "AWS_PROXY":
-            function_arn = lambda_function_arn(integration.integration_uri or "")
-    return ApiRoute(
-        route_key=route.route_key,
-        authorization_type=route.authorization_type or NO_AUTHORIZATION,
-        function_arn=function_arn,
-        payload_format_version=payload_format,
-    )
-
-
-def lambda_function_arn(integration_uri: str) -> str | None:
-    """The function an ``AWS_PROXY`` integration URI names, in either form AWS accepts:
-    the function ARN itself, or API Gateway's ``.../functions/<arn>/invocations``."""
-    if _LAMBDA_INVOCATION_MARKER in integration_uri:
-        arn = integration_uri.split(_LAMBDA_INVOCATION_MARKER, 1)[1]
-        return arn.removesuffix("/invocations")
-    if integration_uri.startswith("arn:") and ":lambda:" in integration_uri:
-        return integration_uri
-    return None
-
-
-# --- routing ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RouteMatch:
-    """The route a request selected, and its path parameters (decoded once)."""
-
-    route: ApiRoute
-    path_parameters: dict[str, str] = field(default_factory=dict)
-
-
-def match_route(routes: Iterable[ApiRoute], method: str, raw_path: str) -> RouteMatch | None:
-    """The route API Gateway would choose for ``method`` and ``raw_path`` (still encoded)."""
-    segments = _segments(raw_path)
-    best: tuple[tuple[list[int], bool], RouteMatch] | None = None
-    fallback: RouteMatch | None = None
-    for route in routes:
-        if route.route_key == DEFAULT_ROUTE:
-            fallback = RouteMatch(route)
-            continue
-        route_method, _, template = route.route_key.partition(" ")
-        if route_method not in (method, ANY_METHOD):
-            continue
-        matched = _match_template(_segments(template), segments)
-        if matched is None:
-            continue
-        specificity, parameters = matched
-        rank = (specificity, route_method == method)
-        if best is None or rank > best[0]:
-            best = (rank, RouteMatch(route, parameters))
-    return best[1] if best is not None else fallback
-
-
-def _segments(path: str) -> list[str]:
-    return [] if path in ("", "/") else path.removeprefix("/").split("/")
-
-
-def _match_template(
-    template: list[str], segments: list[str]
-) -> tuple[list[int], dict[str, str]] | None:
-    """Per-segment specificity (literal 2, ``{name}`` 1, ``{name+}`` 0) and parameters."""
-    specificity: list[int] = []
-    parameters: dict[str, str] = {}
-    for index, part in enumerate(template):
-        if part.startswith("{") and part.endswith("+}"):
-            # Greedy: the rest of the path as sent, so doubled slashes survive.
-            rest = "/".join(segments[index:])
-            if not rest:
-                return None
-            parameters[part[1:-2]] = _decode(rest)
-            specificity.append(0)
-            return specificity, parameters
-        if index >= len(segments):
-            return None
-        if part.startswith("{") and part.endswith("}"):
-            if not segments[index]:
-                return None
-            parameters[part[1:-1]] = _decode(segments[index])
-            specificity.append(1)
-        elif _decode(segments[index]) == part:
-            specificity.append(2)
-        else:
-            return None
-    if len(segments) != len(template):
-        return None
-    return specificity, parameters
-
-
-def _decode(text: str) -> str:
-    """Percent-decoding once, as API Gateway decodes paths: ``+`` is not a space."""
-    return unquote(text)
-
-
-# --- the payload 2.0 event -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ApiRequest:
-    """One call to an API, as received (paths relative to the API, still encoded)."""
-
-    method: str
-    raw_path: str
-    raw_query: str
-    headers: Mapping[str, str]
-    body: bytes
-    protocol: str
-    source_ip: str
-    server_port: str
-    scheme: str
-
-
-def build_event(
-    request: ApiRequest,
-    match: RouteMatch,
-    api: ApiDescription,
-    *,
-    request_id: str,
-    now: float,
-    caller: sigv4.Caller | None,
-) -> dict[str, Any]:
-    """The payload format 2.0 event API Gateway would send for ``request``."""
-    path = _decode(request.raw_path or "/")
-    headers = _event_headers(request, now)
-    cookies = _cookies(headers.pop("cookie", ""))
-    event: dict[str, Any] = {
-        "version": PAYLOAD_FORMAT,
-        "routeKey": match.route.route_key,
-        "rawPath": path,
-        "rawQueryString": request.raw_query,
-    }
-    if cookies:
-        event["cookies"] = cookies
-    event["headers"] = headers
-    query = _query_parameters(request.raw_query)
-    if query:
-        event["queryStringParameters"] = query
-    event["requestContext"] = _request_context(
-        request, match, api, path=path, request_id=request_id, now=now, caller=caller
-    )
-    if match.path_parameters:
-        event["pathParameters"] = dict(match.path_parameters)
-    body, is_base64 = _event_body(request.body, headers.get("content-type", ""))
-    if body is not None:
-        event["body"] = body
-    event["isBase64Encoded"] = is_base64
-    return event
-
-
-def _event_headers(request: ApiRequest, now: float) -> dict[str, str]:
-    headers = dict(request.headers)
-    forwarded_for = headers.get("x-forwarded-for")
-    headers["x-forwarded-for"] = (
-        f"{forwarded_for}, {request.source_ip}" if forwarded_for else request.source_ip
-    )
-    headers["x-forwarded-port"] = request.server_port
-    headers["x-forwarded-proto"] = request.scheme
-    headers.setdefault("x-amzn-trace-id", f"Root=1-{int(now):08x}-{secrets.token_hex(12)}")
-    return headers
-
-
-def _cookies(header: str) -> list[str]:
-    # Repeated Cookie headers arrive comma-joined; a cookie value cannot contain a comma.
-    return [c.strip() for part in header.split(",") for c in part.split(";") if c.strip()]
-
-
-def _query_parameters(raw_query: str) -> dict[str, str]:
-    parameters: dict[str, str] = {}
-    for name, value in parse_qsl(raw_query, keep_blank_values=True):
-        parameters[name] = f"{parameters[name]},{value}" if name in parameters else value
-    return parameters
-
-
-def _request_context(
-    request: ApiRequest,
-    match: RouteMatch,
-    api: ApiDescription,
-    *,
-    path: str,
-    request_id: str,
-    now: float,
-    caller: sigv4.Caller | None,
-) -> dict[str, Any]:
-    context: dict[str, Any] = {
-        "accountId": api.account_id,
-        "apiId": api.api_id,
-    }
-    if caller is not None:
-        context["authorizer"] = {"iam": _iam_identity(caller, api.account_id)}
-    context.update(
-        {
-            "domainName": request.headers.get("host", ""),
-            "domainPrefix": api.api_id,
-            "http": {
-                "method": request.method,
-                "path": path,
-                "protocol": request.protocol,
-                "sourceIp": request.source_ip,
-                "userAgent": request.headers.get("user-agent", ""),
-            },
-            "requestId": request_id,
-            "routeKey": match.route.route_key,
-            "stage": STAGE,
-            "time": _clf_time(now),
-            "timeEpoch": int(now * 1000),
-        }
-    )
-    return context
-
-
-def _iam_identity(caller: sigv4.Caller, account_id: str) -> dict[str, Any]:
-    return {
-        "accessKey": caller.access_key,
-        "accountId": account_id,
-        "callerId": account_id,
-        "cognitoIdentity": None,
-        "principalOrgId": None,
-        "userArn": f"arn:aws:iam::{account_id}:root",
-        "userId": account_id,
-    }
-
-
-def _clf_time(now: float) -> str:
-    """``14/Mar/2025:10:15:01 +0000``, the Common Log Format time API Gateway uses."""
-    moment = datetime.fromtimestamp(now, UTC)
-    return (
-        f"{moment.day:02d}/{_MONTHS[moment.month - 1]}/{moment.year}:"
-        f"{moment.strftime('%H:%M:%S')} +0000"
-    )
-
-
-def _event_body(body: bytes, content_type: str) -> tuple[str | None, bool]:
-    if not body:
-        return None, False
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type.startswith(_TEXT_TYPES) or media_type.endswith(("+json", "+xml")):
-        try:
-            return body.decode("utf-8"), False
-        except UnicodeDecodeError:
-            pass
-    return base64.b64encode(body).decode("ascii"), True
-
-
-def new_request_id() -> str:
-    """An id shaped like API Gateway's (``Hx2KrhKWIAMEbYg=``): 11 random bytes, base64."""
-    return base64.b64encode(secrets.token_bytes(11)).decode("ascii")
-
-
-# --- the proxy response ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HttpResponse:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
-class MalformedResponse(Exception):
-    """The function's result is not a proxy response API Gateway could send."""
-
-
-def http_response(result: Any) -> HttpResponse:
-    """The HTTP response API Gateway makes of a format 2.0 function result."""
-    if not isinstance(result, dict) or "statusCode" not in result:
-        body = json.dumps(result, ensure_ascii=False).encode("utf-8")
-        return HttpResponse(200, [("content-type", "application/json")], body)
-    status = result["statusCode"]
-    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-        raise MalformedResponse(f"statusCode must be an HTTP status, not {status!r}")
-    headers = list(_response_headers(result.get("headers")))
-    headers.extend(("set-cookie", cookie) for cookie in _response_cookies(result.get("cookies")))
-    if not any(name.lower() == "content-type" for name, _ in headers):
-        headers.append(("content-type", "text/plain; charset=utf-8"))
-    return HttpResponse(status, headers, _response_body(result))
-
-
-def _response_headers(headers: Any) -> Iterator[tuple[str, str]]:
-    if headers is None:
-        return
-    if not isinstance(headers, dict):
-        raise MalformedResponse(f"headers must be an object, not {type(headers).__name__}")
-    for name, value in headers.items():
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        elif isinstance(value, int | float):
-            value = str(value)
-        if not isinstance(value, str):
-            raise MalformedResponse(f"header {name!r} must be a string, not {value!r}")
-        _check_header_text(name, value)
-        if name.lower() not in _HOP_BY_HOP:
-            yield name, value
-
-
-def _response_cookies(cookies: Any) -> list[str]:
-    if cookies is None:
-        return []
-    if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
-        raise MalformedResponse("cookies must be a list of strings")
-    for cookie in cookies:
-        _check_header_text("set-cookie", cookie)
-    return cookies
-
-
-def _check_header_text(name: str, value: str) -> None:
-    """No line breaks: a header must not be able to start another one."""
-    if not name or any(c in text for text in (name, value) for c in "\r\n\0"):
-        raise MalformedResponse(f"header {name!r} contains a line break or is empty")
-
-
-def _response_body(result: Mapping[str, Any]) -> bytes:
-    body = result.get("body")
-    if body is None:
-        return b""
-    if not isinstance(body, str):
-        raise MalformedResponse(f"body must be a string, not {type(body).__name__}")
-    encoded = result.get("isBase64Encoded", False)
-    if not isinstance(encoded, bool):
-        raise MalformedResponse(f"isBase64Encoded must be true or false, not {encoded!r}")
-    if not encoded:
-        return body.encode("utf-8")
-    try:
-        return base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise MalformedResponse(f"body is not valid base64: {exc}") from None
-
-
-def message_response(status: int, message: str) -> HttpResponse:
-    """API Gateway's own error shape: ``{"message": "..."}``."""
-    body = json.dumps({"message": message}).encode("utf-8")
-    return HttpResponse(status, [("content-type", "application/json")], body)
-
-
-# --- the middleware --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The one place that reaches into moto's Lambda (and SQS) internals, for the runtime.
 
-moto 5.2.5 keeps functions but cannot run them without Docker (shared/LOCAL_CLOUD.md).
+moto 5.2.5 keeps functions but cannot run them without Docker (docs/local-cloud.md).
 This module connects moto's Lambda to ``runtime``: it reads a function's zip and
 configuration out of moto's backend as a :class:`~imgcli.localcloud.runtime.FunctionSpec`,
 reads its event invoke config, delivers invocation records to moto's SQS queues, and
@@ -16,7 +16,7 @@ How Invoke is taken over (:func:`install_invoke`). moto's path is ``LambdaRespon
 * ``LambdaBackend.invoke`` runs the function itself: ``RequestResponse`` in the runtime,
   answering with the payload, ``X-Amz-Function-Error: Unhandled`` (moto says ``Handled``;
   Lambda reports every function error as ``Unhandled``), the log tail and the executed
-  version; ``Event`` is queued to the :class:`~imgcli.localcloud.runtime.AsyncInvoker`
+  version; ``Event`` is queued to the :class:`~imgcli.localcloud.async_invoke.AsyncInvoker`
   and answered at once (moto's response layer turns that into 202); ``DryRun`` only
   resolves the function (204). An unknown function stays moto's 404.
 * ``LambdaResponse.invoke`` is wrapped to honour ``?Qualifier=``: moto asks for a lower-case
@@ -40,7 +40,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from imgcli.localcloud.runtime import AsyncConfig, AsyncInvoker, FunctionSpec, Invoker
+from imgcli.localcloud.async_invoke import AsyncConfig, AsyncInvoker
+from imgcli.localcloud.runtime import FunctionSpec, Invoker
 
 _BACKEND_INVOKE_PARAMETERS: Final = (
     "self",

@@ -6,53 +6,22 @@ buckets, objects, tables, functions and APIs again *with the same ids*, because 
 recorded state (an API URL, a function ARN) points at them.
 
 **Why a pickle of the backends, not moto's recorder.** moto can record requests and replay
-them. Measured on moto 5.2.5 (shared/LOCAL_CLOUD.md), replaying 1,000 objects and 1,000
+them. Measured on moto 5.2.5 (docs/local-cloud.md), replaying 1,000 objects and 1,000
 items took 8-9 s, produced new ids unless seeded, re-ran every invocation and grew without
 bound. Pickling the backends themselves takes a fraction of a second, keeps ids, and its
 size follows the state, not its history. All backends go into **one** pickle, so that an
 object two services share (a backend holding another service's objects) is still one
 object after loading.
 
-**What plain pickle gets wrong on moto 5.2.5**, fixed by a private dispatch table (so the
-fixes apply to this snapshot only, never to pickling elsewhere in the process):
+This module writes and reads that snapshot and puts its state back into moto;
+``snapshot_pickling`` fixes what plain pickle gets wrong about moto's objects, and
+``snapshot_bodies`` keeps S3 object bodies out of the pickle, in files written once.
 
-* S3 versioned keys live in ``moto.s3.utils._VersionedKeyStore``, a ``dict`` of version
-  lists whose ``items()`` yields only the latest version, so plain pickle *silently* keeps
-  only the current version of every key (and loses delete markers' history). It is
-  pickled as every (key, version) pair in order; loading replays them through the store's
-  own ``__setitem__``, which appends, and so rebuilds each list.
-* Lambda's storage keeps a ``weakref.WeakValueDictionary`` (unpicklable); it is pickled as
-  its current items. The functions it points at are in the same snapshot, held by the
-  storage's own strong references, so they stay alive after loading.
-* Lambda's storage also keeps a ``defaultdict(lambda: {})``: a lambda cannot be pickled.
-  A factory that is a lambda or a local function is replaced by the type of the empty
-  value it returns (``dict`` here); any other such factory makes its service unpicklable.
-* SQS queues hold a ``threading.Condition``, and S3 keys and others hold locks. No lock is
-  meaningful in another process: they are recreated, released, on load (a condition keeps
-  sharing its lock with whoever shared it, because pickle memoizes the lock).
-* A reference to a ``BackendDict`` itself (S3's backends look up ``s3_backends``) is
-  pickled as the module attribute it lives in, so loading points back at the live one
-  rather than a copy. ``S3BackendDict`` also keeps state on itself (``bucket_accounts``,
-  the global bucket namespace); attributes a plain ``BackendDict`` lacks are saved too.
-
-**Object bodies are files of their own, written once.** Pickling every S3 object's bytes
-into each snapshot made a save cost as much as the whole bucket: with 1.3 GB stored, each
-save (every few seconds while anything changes) held the GIL for seconds and stalled every
-request the server was answering. Instead each ``FakeKey``'s body goes to a file in
-``<snapshot>.bodies/`` the first time a snapshot sees that key, named by a random id that
-the key then carries with the body's size (``_imgcli_body``), and the pickle holds only
-those two. moto 5.2.5 never changes a key's body after creating it (it sets ``value``
-only in ``__init__`` and ``__setstate__``; a copy, a completed multipart upload, a new
-version are new keys), so a body already on disk is not written again and a save costs
-what the *metadata* costs; a key whose size no longer matches its file gets a new one.
-A disposed key (a multipart upload's parts once it completes) has a closed buffer: like
-moto's own ``__getstate__``, it is saved with an empty body and no file.
-
-Each body file is written under a temporary name, fsynced and renamed, and the directory
-is fsynced, before the snapshot that names it replaces the last one; after that, files it
-does not name are removed. The snapshot lists the files it names with their sizes, and a
-load checks them all before it touches the running state. Bodies are checked by size
-only: hashing every body at every start would cost what the files cost to read.
+**The names a snapshot refers to.** A pickle names a function by module and name, and a
+snapshot names two of this module's: ``_live_backend_dict`` (a ``BackendDict``) and
+``_restored_key`` (a key whose body is in a body file). They stay here under these names,
+handed to the modules that pickle with them: moved or renamed, they would make every
+snapshot saved so far unreadable.
 
 **A service pickle cannot handle** (on moto 5.2.5: KMS, which keeps ``cryptography``
 keys; SSM, whose defaultdict factory builds defaultdicts) is left out with a warning and
@@ -82,8 +51,9 @@ it, so another version's snapshot is refused, before anything is unpickled, with
 The pickle is read only from the user's own data directory, written by this module with
 owner-only permissions; it is trusted like the rest of that directory.
 
-This is the only module that pickles moto's internals; ``check_moto_internals`` and its
-test fail loudly when a moto upgrade moves what it relies on.
+These three modules are the only ones that pickle moto's internals;
+``check_moto_internals`` (with each one's probes) and its test fail loudly when a moto
+upgrade moves what they rely on.
 """
 
 from __future__ import annotations
@@ -101,23 +71,37 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
-import weakref
-from collections import ChainMap, defaultdict
+from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import moto
 from moto.core.base_backend import AccountSpecificBackend, BackendDict, BaseBackend, backend_lock
 from moto.core.model_instances import reset_model_data
 from moto.s3.models import FakeKey
-from moto.s3.utils import _VersionedKeyStore
 
 from imgcli.localcloud import MotoInternalsChanged
+from imgcli.localcloud.snapshot_bodies import (
+    BodyNotSaved,
+    BodyWriter,
+    check_bodies,
+    fsync_directory,
+    moved_key_internals,
+    restore_key,
+)
+from imgcli.localcloud.snapshot_errors import SnapshotError
+from imgcli.localcloud.snapshot_pickling import (
+    Reduction,
+    extra_attributes,
+    location,
+    moto_fixes,
+    moved_pickling_internals,
+    subclasses,
+)
 
 #: Bumped whenever the layout of the header or of the pickled payload changes.
 FORMAT_VERSION: Final = 2
@@ -130,9 +114,6 @@ MAGIC: Final = b"imgcli-localcloud-snapshot\n"
 #: Reading the state while requests change it can fail ("dictionary changed size during
 #: iteration") when the caller passes no lock; a retry almost always succeeds.
 DUMP_ATTEMPTS: Final = 3
-#: The attribute a ``FakeKey`` carries once its body is in a body file: that file's name.
-BODY_ATTRIBUTE: Final = "_imgcli_body"
-_COPY_CHUNK: Final = 1024 * 1024
 
 #: Anything a ``with`` statement can hold: ``threading.Lock``, ``RLock``, ...
 Lock = AbstractContextManager[object]
@@ -141,11 +122,6 @@ Lock = AbstractContextManager[object]
 _Service = tuple[str, str, dict[str, Any], dict[str, dict[str, BaseBackend]]]
 
 logger = logging.getLogger(__name__)
-
-
-class SnapshotError(RuntimeError):
-    """A snapshot cannot be written or read; the message says what to do about it."""
-
 
 #: What pickling moto's state raises when it holds something pickle cannot handle.
 _UNPICKLABLE: Final = (pickle.PicklingError, TypeError, AttributeError, SnapshotError)
@@ -199,12 +175,12 @@ def save_snapshot(path: Path, *, lock: Lock | None = None) -> SnapshotInfo:
 
 def _save(path: Path, lock: Lock | None) -> SnapshotInfo:
     started = time.perf_counter()
-    bodies = _BodyWriter(bodies_directory(path))
+    bodies = BodyWriter(bodies_directory(path), _restored_key)
     try:
         dump = _dump_with_retries(lock, bodies)
-    except _BodyNotSaved as error:
+    except BodyNotSaved as error:
         raise SnapshotError(str(error)) from error
-    _fsync_directory(bodies.directory)
+    fsync_directory(bodies.directory)
     # The files it names first, so that a load can check them before it changes anything.
     body = pickle.dumps(bodies.named, protocol=pickle.HIGHEST_PROTOCOL) + dump.body
     saved_at = datetime.now(UTC)
@@ -260,7 +236,7 @@ def load_snapshot(path: Path, *, lock: Lock | None = None) -> SnapshotInfo | Non
     # has just matched the digest its header records.
     stream = io.BytesIO(body)
     if header["format"] >= 2:
-        _check_bodies(path, directory, stream)
+        check_bodies(path, directory, stream)
     # Its own unpickler: protocol 4's memo indices restart with each pickle.
     unpickler = _SnapshotUnpickler(stream, directory)
     # Not while a save removes the files it does not name.
@@ -361,7 +337,7 @@ class SnapshotScheduler:
 # --- writing ------------------------------------------------------------------------------
 
 
-def _dump_with_retries(lock: Lock | None, bodies: _BodyWriter) -> _Dump:
+def _dump_with_retries(lock: Lock | None, bodies: BodyWriter) -> _Dump:
     for attempt in range(1, DUMP_ATTEMPTS + 1):
         try:
             with lock or nullcontext(), backend_lock:
@@ -381,7 +357,7 @@ class _Dump:
     skipped: list[str]
 
 
-def _dump(bodies: _BodyWriter) -> _Dump:
+def _dump(bodies: BodyWriter) -> _Dump:
     # A list, not a dict by service name: two BackendDicts may share one (DynamoDB's two
     # API versions).
     entries = [
@@ -407,20 +383,20 @@ def _names(entries: list[tuple[str, _Service]]) -> list[str]:
 
 
 def _entry(backend_dict: BackendDict[Any]) -> _Service:
-    module, attribute = _location(backend_dict)
+    module, attribute = location(backend_dict)
     accounts = {
         account_id: dict(dict.items(regions)) for account_id, regions in backend_dict.items()
     }
-    return module, attribute, _extra_attributes(backend_dict), accounts
+    return module, attribute, extra_attributes(backend_dict), accounts
 
 
-def _pickled(entries: list[_Service], bodies: _BodyWriter) -> bytes:
+def _pickled(entries: list[_Service], bodies: BodyWriter) -> bytes:
     buffer = io.BytesIO()
     _SnapshotPickler(buffer, bodies).dump(entries)
     return buffer.getvalue()
 
 
-def _can_pickle(entry: _Service, bodies: _BodyWriter) -> bool:
+def _can_pickle(entry: _Service, bodies: BodyWriter) -> bool:
     try:
         _pickled([entry], bodies)
     except _UNPICKLABLE:
@@ -447,127 +423,7 @@ def _write_atomically(path: Path, head: bytes, body: bytes) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
-
-
-class _BodyWriter:
-    """One save's view of the body files: writes the new ones, then removes the unnamed.
-
-    ``reduce_key`` runs while the state is pickled (under the caller's lock): a key whose
-    file is already there costs a set lookup; a new key's body is copied to a new file
-    there and then, since only then is the body certain to be the one pickled.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        # Listed at every save, not remembered between saves: a reset or a hand may have
-        # removed files since. Names only: Path objects cost twice as much per file.
-        self.present = {name for name in os.listdir(directory) if name[0] != "."}  # noqa: PTH208
-        self.named: dict[str, int] = {}
-        self.written = 0
-
-    def reduce_key(self, key: FakeKey) -> _Reduction:
-        state = {
-            name: value
-            for name, value in vars(key).items()
-            if name not in ("_value_buffer", "lock")
-        }
-        tag = state.get(BODY_ATTRIBUTE)
-        if key.disposed:
-            tag = None
-        elif not (isinstance(tag, tuple) and tag[0] in self.present and tag[1] == key.contentsize):
-            tag = self._write(key)
-            # On the live key too, so the next save finds its file.
-            vars(key)[BODY_ATTRIBUTE] = tag
-        state[BODY_ATTRIBUTE] = tag
-        name, size = tag if tag is not None else (None, 0)
-        if name is not None:
-            self.named[name] = size
-        return (_restored_key, (type(key), state, name, size))
-
-    def _write(self, key: FakeKey) -> tuple[str, int] | None:
-        """A new body file holding ``key``'s body: (its name, its size); None if the key
-        was disposed meanwhile."""
-        name = uuid.uuid4().hex
-        temporary = self.directory / f".{name}.tmp"
-        try:
-            with key.lock, temporary.open("wb") as file:
-                try:
-                    for chunk in _body_chunks(key._value_buffer):
-                        file.write(chunk)
-                except ValueError:  # its buffer was closed: disposed
-                    return None
-                file.flush()
-                os.fsync(file.fileno())
-                size = file.tell()
-            temporary.replace(self.directory / name)
-        # Raised as something pickling errors are not: losing a body must fail the save,
-        # never leave S3 out of it as a service that cannot be pickled.
-        except (OSError, AttributeError) as error:
-            raise _BodyNotSaved(
-                f"cannot save an object body in {self.directory}: {error!r}"
-            ) from error
-        finally:
-            temporary.unlink(missing_ok=True)
-        self.present.add(name)
-        self.written += 1
-        return name, size
-
-    def remove_unnamed(self) -> None:
-        """Remove the files the snapshot just written does not name (and stale temporaries).
-
-        Best effort: the snapshot is already in place, and a file left here costs only
-        disk until the next save.
-        """
-        for name in os.listdir(self.directory):  # noqa: PTH208 - see __init__
-            if name not in self.named:
-                try:
-                    (self.directory / name).unlink()
-                except OSError as error:
-                    logger.warning("could not remove an unused object body: %s", error)
-
-
-class _BodyNotSaved(Exception):
-    """A body file could not be written: the save fails and is tried again later."""
-
-
-def _body_chunks(buffer: tempfile.SpooledTemporaryFile[bytes]) -> Iterator[bytes]:
-    """A key's body, read without moving its buffer's position.
-
-    moto computes a new key's ETag by seeking and reading the buffer without the key's
-    lock, possibly while a save copies the body: seeking here would corrupt one or the
-    other. Held in memory, the body is a ``BytesIO`` whose value needs no seek; in a file,
-    it is read with ``pread`` from a duplicate descriptor, which has no position to share.
-    """
-    inner = buffer._file
-    if isinstance(inner, io.BytesIO):
-        yield inner.getvalue()
-        return
-    inner.flush()  # what moto wrote may still be in the buffered writer
-    descriptor = os.dup(inner.fileno())
-    try:
-        offset = 0
-        while chunk := os.pread(descriptor, _COPY_CHUNK, offset):
-            offset += len(chunk)
-            yield chunk
-    finally:
-        os.close(descriptor)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; some platforms cannot open a directory, and there
-    # the rename is as durable as it gets.
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+    fsync_directory(path.parent)
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -604,29 +460,6 @@ def _checked_parts(path: Path, data: bytes) -> tuple[dict[str, Any], bytes]:
     return header, body
 
 
-def _check_bodies(path: Path, directory: Path, stream: io.BytesIO) -> None:
-    """Raise ``SnapshotError`` unless every body file the snapshot names is there, whole."""
-    try:
-        named = pickle.load(stream)  # noqa: S301 - see load_snapshot
-        files = [(str(name), int(size)) for name, size in named.items()]
-    except Exception as error:
-        raise SnapshotError(
-            f"the snapshot {path} cannot be restored ({error!r}); "
-            "run `imgcli local reset` to discard it"
-        ) from error
-    for name, size in files:
-        try:
-            found = (directory / name).stat().st_size
-        except OSError:
-            found = None
-        if found != size:
-            state = "missing" if found is None else f"{found} of {size} bytes"
-            raise SnapshotError(
-                f"the snapshot {path} names an object body that is {state} in {directory}: "
-                "run `imgcli local reset` to discard the saved state and start empty"
-            )
-
-
 def _reset_moto() -> None:
     # What moto's own /moto-api/reset does: the backends, then the model registry that
     # would otherwise keep every object of the discarded state alive.
@@ -646,22 +479,7 @@ def _install(services: list[_Service]) -> None:
                 dict.__setitem__(account, region, backend)
 
 
-# --- locating moto's BackendDicts ---------------------------------------------------------
-
-
-def _location(backend_dict: BackendDict[Any]) -> tuple[str, str]:
-    """The (module, attribute) a BackendDict lives in, to find the live one after a load."""
-    home = backend_dict.backend.__module__
-    candidates = [home, *(name for name in list(sys.modules) if name.startswith("moto."))]
-    for module_name in candidates:
-        module = sys.modules.get(module_name)
-        for attribute, value in list(vars(module).items()) if module else ():
-            if value is backend_dict:
-                return module_name, attribute
-    raise SnapshotError(
-        f"cannot find where moto keeps the {backend_dict.service_name!r} backends; "
-        "imgcli's snapshots need a moto internal that moved"
-    )
+# --- the names a snapshot refers to (see the module's docstring) --------------------------
 
 
 def _live_backend_dict(module: str, attribute: str) -> BackendDict[Any]:
@@ -671,127 +489,25 @@ def _live_backend_dict(module: str, attribute: str) -> BackendDict[Any]:
     return value
 
 
-def _plain_attributes() -> frozenset[str]:
-    # Constructing a BackendDict registers nothing (only indexing it does).
-    return frozenset(vars(BackendDict(BaseBackend, "imgcli-probe")))
-
-
-_PLAIN_ATTRIBUTES: Final = _plain_attributes()
-
-
-def _extra_attributes(backend_dict: BackendDict[Any]) -> dict[str, Any]:
-    return {
-        name: value for name, value in vars(backend_dict).items() if name not in _PLAIN_ATTRIBUTES
-    }
-
-
-# --- the pickling fixes -------------------------------------------------------------------
-
-_Reduction = tuple[Any, ...]
-
-
-def _reduce_versioned_key_store(store: _VersionedKeyStore) -> _Reduction:
-    versions = ((key, version) for key, listed in dict.items(store) for version in listed)
-    return (type(store), (), vars(store) or None, None, versions)
-
-
-def _reduce_weak_value_dictionary(mapping: weakref.WeakValueDictionary[Any, Any]) -> _Reduction:
-    return (type(mapping), (), None, None, iter(list(mapping.items())))
-
-
-def _reduce_defaultdict(mapping: defaultdict[Any, Any]) -> _Reduction:
-    factory = _picklable_factory(mapping.default_factory)
-    return (type(mapping), (factory,), None, None, iter(mapping.items()))
-
-
-def _picklable_factory(factory: Callable[[], Any] | None) -> Callable[[], Any] | None:
-    qualname = getattr(factory, "__qualname__", "")
-    if factory is None or ("<lambda>" not in qualname and "<locals>" not in qualname):
-        return factory
-    empty = factory()
-    replacement = type(empty)
-    if replacement.__module__ != "builtins" or empty != replacement():
-        raise SnapshotError(
-            f"cannot pickle a defaultdict whose factory {factory.__module__}.{qualname} "
-            "makes a non-empty value"
-        )
-    return replacement
-
-
-def _reduce_lock(_lock: object) -> _Reduction:
-    return (threading.Lock, ())
-
-
-def _reduce_rlock(_lock: object) -> _Reduction:
-    return (threading.RLock, ())
-
-
-def _reduce_condition(condition: threading.Condition) -> _Reduction:
-    return (threading.Condition, (condition._lock,))  # type: ignore[attr-defined]
-
-
-def _reduce_backend_dict(backend_dict: BackendDict[Any]) -> _Reduction:
-    return (_live_backend_dict, _location(backend_dict))
-
-
 def _restored_key(*_arguments: object) -> FakeKey:
     # Only _SnapshotUnpickler can restore a key: it knows where the bodies are.
     raise SnapshotError("a snapshot's object bodies can only be read through load_snapshot")
 
 
-def _restore_key(
-    directory: Path, cls: type[FakeKey], state: dict[str, Any], body: str | None, size: int
-) -> FakeKey:
-    try:
-        value = b"" if body is None else (directory / body).read_bytes()
-    except OSError as error:
-        raise SnapshotError(f"an object body is missing from {directory}: {error}") from error
-    if len(value) != size:
-        raise SnapshotError(
-            f"the object body {body} in {directory} is {len(value)} of {size} bytes"
-        )
-    key = cast(FakeKey, cls.__new__(cls))
-    # moto's own __setstate__: makes the buffer and the lock, and sets the body.
-    key.__setstate__({**state, "value": value})
-    return key
+# --- the pickle ---------------------------------------------------------------------------
 
 
-def _refuse_account_backend(account: AccountSpecificBackend[Any]) -> _Reduction:
-    raise SnapshotError(
-        f"a backend refers to moto's {account.service_name!r} account container; "
-        "imgcli's snapshots do not know how to restore that reference"
-    )
-
-
-def _subclasses(cls: type) -> Iterator[type]:
-    yield cls
-    subclass: type
-    for subclass in cls.__subclasses__():
-        yield from _subclasses(subclass)
-
-
-def _fixes() -> Mapping[type, Callable[[Any], _Reduction]]:
-    fixes: dict[type, Callable[[Any], _Reduction]] = {
-        _VersionedKeyStore: _reduce_versioned_key_store,
-        weakref.WeakValueDictionary: _reduce_weak_value_dictionary,
-        defaultdict: _reduce_defaultdict,
-        type(threading.Lock()): _reduce_lock,
-        type(threading.RLock()): _reduce_rlock,
-        threading.Condition: _reduce_condition,
-    }
-    # The dispatch table matches exact types; moto subclasses BackendDict (S3).
-    fixes.update(dict.fromkeys(_subclasses(BackendDict), _reduce_backend_dict))
-    fixes.update(dict.fromkeys(_subclasses(AccountSpecificBackend), _refuse_account_backend))
-    return fixes
+def _fixes() -> Mapping[type, Callable[[Any], Reduction]]:
+    return moto_fixes(_live_backend_dict)
 
 
 class _SnapshotPickler(pickle.Pickler):
     """pickle with the fixes above, for this snapshot only (never copyreg's global table)."""
 
-    def __init__(self, file: io.BytesIO, bodies: _BodyWriter) -> None:
+    def __init__(self, file: io.BytesIO, bodies: BodyWriter) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         fixes = dict(_fixes())
-        fixes.update(dict.fromkeys(_subclasses(FakeKey), bodies.reduce_key))
+        fixes.update(dict.fromkeys(subclasses(FakeKey), bodies.reduce_key))
         # Chained, so what other modules registered with copyreg still applies.
         self.dispatch_table = ChainMap[type, Any](fixes, copyreg.dispatch_table)
 
@@ -805,7 +521,7 @@ class _SnapshotUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == (__name__, _restored_key.__name__):
-            return functools.partial(_restore_key, self._bodies)
+            return functools.partial(restore_key, self._bodies)
         return super().find_class(module, name)
 
 
@@ -827,30 +543,5 @@ def _moved_internals() -> Iterator[str]:
         yield "AccountSpecificBackend is no longer a dict of regions"
     if not callable(getattr(BackendDict, "reset", None)):
         yield "BackendDict.reset is gone"
-    store = _VersionedKeyStore()
-    store["key"] = "first"
-    store["key"] = "second"
-    if not isinstance(store, dict) or dict.get(store, "key") != ["first", "second"]:
-        yield "_VersionedKeyStore no longer appends versions to a per-key list"
-    if not hasattr(threading.Condition(), "_lock"):
-        yield "threading.Condition no longer keeps its lock in _lock"
-    yield from _moved_key_internals()
-
-
-def _moved_key_internals() -> Iterator[str]:
-    key = FakeKey("imgcli-probe", b"body", "123456789012", "us-east-1")
-    try:
-        buffer = getattr(key, "_value_buffer", None)
-        if not isinstance(buffer, tempfile.SpooledTemporaryFile):
-            yield "FakeKey no longer keeps its body in _value_buffer"
-            return
-        if b"".join(_body_chunks(buffer)) != b"body":
-            yield "SpooledTemporaryFile no longer keeps its data in _file"
-        state = {name: value for name, value in vars(key).items() if name != "_value_buffer"}
-        copy = cast(FakeKey, FakeKey.__new__(FakeKey))
-        copy.__setstate__({**state, "value": b"restored"})
-        if copy.value != b"restored" or copy.contentsize != len(b"restored"):
-            yield "FakeKey.__setstate__ no longer restores the body from state['value']"
-        copy.dispose()
-    finally:
-        key.dispose()
+    yield from moved_pickling_internals()
+    yield from moved_key_internals()

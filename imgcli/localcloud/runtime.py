@@ -1,19 +1,15 @@
 """The local cloud's Lambda runtime: runs a function's deployed zip as AWS would, without Docker.
 
-moto stores functions but never runs them (shared/LOCAL_CLOUD.md). This module runs them,
+moto stores functions but never runs them (docs/local-cloud.md). This module runs them,
 and knows nothing about moto: a function arrives as a :class:`FunctionSpec` (its zip, its
 handler, its configuration), so the runtime is tested without any AWS, and
-``moto_lambda`` is the one module that turns moto's function objects into specs.
+``moto_lambda`` is the one module that turns moto's function objects into specs. The
+processes a function runs in, warm workers and their pools, are ``worker_pool``'s;
+asynchronous invocation (an event queue with retries and destinations) is
+``async_invoke``'s, on top of :meth:`LambdaRuntime.invoke`.
 
 Decisions, each the closest local equivalent of what Lambda does:
 
-* **Warm workers.** A function runs in worker subprocesses (``worker.py``) that import the
-  handler once and then serve invocation after invocation, as a Lambda execution
-  environment does: module-level state and lazily built boto3 clients survive between
-  invocations, and a warm invocation costs one round trip over a pipe, not an interpreter
-  start. Each function version has a pool of up to ``max_workers_per_function`` workers,
-  started on demand, the most recently used reused first (the warmest); callers beyond the
-  maximum wait for a free worker (Lambda would throttle; the local cloud queues).
 * **Code and configuration updates.** A pool belongs to one configuration of one function
   version: its code's SHA-256, handler, environment, timeout and memory. An invocation with
   another configuration replaces the pool: idle workers of the old one stop at once, busy
@@ -36,76 +32,45 @@ Decisions, each the closest local equivalent of what Lambda does:
   way the worker is discarded and the next invocation starts a fresh one: workers are
   replaced on demand, not eagerly, so an idle function costs nothing. Importing the
   handler has its own limit, ``INIT_TIMEOUT_S``, like Lambda's 10-second init phase.
-* **Logs.** A worker's stdout and stderr are one append-only file the runtime reads after
-  each invocation, so even a killed handler's last words are kept. The result carries what
-  ``LogType=Tail`` returns: the last 4 KB, framed by AWS's ``START``/``END``/``REPORT`` lines.
-* **Asynchronous invocation.** :class:`AsyncInvoker` is Lambda's event queue: ``submit``
-  returns at once, worker threads invoke, a function error is retried per AWS's rules
-  (``MaximumRetryAttempts``, default 2; ``MaximumEventAgeInSeconds``), and an event that
-  still fails goes to the ``OnFailure`` destination as AWS's invocation record. AWS waits
-  one minute before the first retry and two before the second (``AWS_RETRY_DELAYS``); the
-  local cloud passes shorter delays so a failing event settles in seconds. Retries wait in
-  a schedule, not in a sleeping thread, so one failing function cannot stall the others.
+* **Logs.** The result carries what ``LogType=Tail`` returns: the last 4 KB of what the
+  worker wrote, framed by AWS's ``START``/``END``/``REPORT`` lines.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
-import heapq
 import io
-import itertools
 import json
 import logging
 import math
 import os
-import select
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
-from imgcli.localcloud import worker as protocol
+from imgcli.localcloud.worker_pool import (
+    LOG_TAIL_BYTES,
+    Pool,
+    Worker,
+    WorkerExited,
+    WorkerTimedOut,
+)
 
 logger = logging.getLogger(__name__)
-
-LOG_TAIL_BYTES: Final = 4096
-"""How much log ``LogType=Tail`` returns: the last 4 KB."""
 
 INIT_TIMEOUT_S: Final = 10.0
 """How long importing the handler may take, as Lambda's init phase."""
 
-AWS_RETRY_DELAYS: Final = (60.0, 120.0)
-"""AWS's waits before the first and second retry of a failed asynchronous invocation."""
-
-DEFAULT_MAX_RETRY_ATTEMPTS: Final = 2
-DEFAULT_MAX_EVENT_AGE_S: Final = 21600.0
-
 LATEST: Final = "$LATEST"
-WORKER_SCRIPT: Final = Path(protocol.__file__)
-
-# How Lambda (in Go) names the signal that ended a runtime, in Runtime.ExitError messages.
-_SIGNAL_WORDS: Final = {
-    signal.SIGSEGV: "segmentation fault",
-    signal.SIGKILL: "killed",
-    signal.SIGABRT: "aborted",
-    signal.SIGTERM: "terminated",
-    signal.SIGBUS: "bus error",
-    signal.SIGILL: "illegal instruction",
-    signal.SIGFPE: "floating point exception",
-}
-_READ_CHUNK: Final = 1 << 16
 _PYTHON_VERSION: Final = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
@@ -155,14 +120,6 @@ class Invoker(Protocol):
     def invoke(self, spec: FunctionSpec, payload: bytes) -> InvocationResult: ...
 
 
-class _WorkerTimedOut(Exception):
-    """The deadline passed before the worker answered."""
-
-
-class _WorkerExited(Exception):
-    """The worker's end of the protocol closed: it exited or was killed."""
-
-
 @dataclass(frozen=True)
 class _Failure:
     """A failed invocation before or instead of the handler's own answer."""
@@ -178,244 +135,6 @@ class _InitFailed(Exception):
         super().__init__(failure.error["errorMessage"])
         self.failure = failure
         self.output = output
-
-
-class _Worker:
-    """One worker process and the runtime's end of its pipes and log file.
-
-    Used by one invocation at a time (the pool hands it out); ``terminate`` alone may be
-    called from another thread, which is how ``shutdown`` stops a busy worker.
-    """
-
-    def __init__(
-        self, process: subprocess.Popen[bytes], request_fd: int, response_fd: int, log: IO[bytes]
-    ) -> None:
-        self.process = process
-        self._request_fd = request_fd
-        self._response_fd = response_fd
-        self._log = log
-        self._buffer = bytearray()
-        self._poller = select.poll()
-        self._poller.register(response_fd, select.POLLIN)
-        self._lock = threading.Lock()
-        self._reaped = False
-        self._closed = False
-
-    @classmethod
-    def launch(
-        cls, handler: str, code_dir: Path, env: Mapping[str, str], site_dirs: Sequence[str]
-    ) -> _Worker:
-        request_read, request_write = os.pipe()
-        response_read, response_write = os.pipe()
-        log = tempfile.TemporaryFile()  # noqa: SIM115 - owned by the worker, closed in dispose
-        # O_APPEND: after the runtime truncates the file, the worker writes from offset 0.
-        fcntl.fcntl(
-            log.fileno(), fcntl.F_SETFL, fcntl.fcntl(log.fileno(), fcntl.F_GETFL) | os.O_APPEND
-        )
-        config = {
-            "request_fd": request_read,
-            "response_fd": response_write,
-            "code_dir": str(code_dir),
-            "handler": handler,
-            "site_dirs": list(site_dirs),
-        }
-        command = [sys.executable, "-I", "-S", "-u", "-X", "utf8", str(WORKER_SCRIPT)]
-        try:
-            # The command is this interpreter and our own script; nothing comes from a shell.
-            process = subprocess.Popen(  # noqa: S603
-                [*command, json.dumps(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                pass_fds=(request_read, response_write),
-                cwd=code_dir,
-                env=dict(env),
-                start_new_session=True,  # its own process group, killed as a whole
-            )
-        except BaseException:
-            for fd in (request_write, response_read):
-                os.close(fd)
-            log.close()
-            raise
-        finally:
-            os.close(request_read)
-            os.close(response_write)
-        return cls(process, request_write, response_read, log)
-
-    def wait_ready(self, deadline: float) -> dict[str, Any]:
-        """The worker's first message: ``{"ready": true}`` or ``{"init_error": {...}}``."""
-        message: dict[str, Any] = json.loads(self._read_frame(deadline))
-        return message
-
-    def call(
-        self, header: Mapping[str, Any], payload: bytes, deadline: float
-    ) -> tuple[dict[str, Any], bytes]:
-        try:
-            protocol.write_message(self._request_fd, json.dumps(header).encode(), payload)
-        except BrokenPipeError as exc:
-            raise _WorkerExited from exc
-        reply: dict[str, Any] = json.loads(self._read_frame(deadline))
-        return reply, self._read_frame(deadline)
-
-    def take_log(self) -> bytes:
-        """The output since the last call (its last 4 KB), and a fresh start for the next."""
-        fd = self._log.fileno()
-        size = os.fstat(fd).st_size
-        start = max(0, size - LOG_TAIL_BYTES)
-        output = os.pread(fd, size - start, start)
-        os.ftruncate(fd, 0)
-        return output
-
-    def terminate(self) -> None:
-        """Kills the worker's whole process group; safe from any thread, at any time."""
-        with self._lock:
-            self._kill_group()
-
-    def reap(self) -> int:
-        """Kills what is left of the process group, waits for the worker, returns its status."""
-        with self._lock:
-            if not self._reaped:
-                self._kill_group()
-                self.process.wait()
-                self._reaped = True
-        return self.process.returncode
-
-    def dispose(self) -> None:
-        """Reaps the worker and closes everything the runtime held for it."""
-        self.reap()
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        os.close(self._request_fd)
-        os.close(self._response_fd)
-        self._log.close()
-
-    def exit_description(self) -> str:
-        """How the worker ended, in the words of Lambda's ``Runtime.ExitError``."""
-        code = self.reap()
-        if code >= 0:
-            return f"exit status {code}"
-        try:
-            number = signal.Signals(-code)
-        except ValueError:
-            return f"signal: {-code}"
-        return "signal: " + _SIGNAL_WORDS.get(number, number.name)
-
-    def _kill_group(self) -> None:
-        # Called with the lock held and before the leader is reaped: until then its pid,
-        # which is the group id, cannot have been given to another process.
-        if not self._reaped:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-
-    def _read_frame(self, deadline: float) -> bytes:
-        (length,) = protocol.FRAME_HEADER.unpack(
-            self._read_exact(protocol.FRAME_HEADER.size, deadline)
-        )
-        return self._read_exact(length, deadline)
-
-    def _read_exact(self, count: int, deadline: float) -> bytes:
-        while len(self._buffer) < count:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _WorkerTimedOut
-            if not self._poller.poll(math.ceil(remaining * 1000)):
-                continue
-            chunk = os.read(self._response_fd, max(_READ_CHUNK, count - len(self._buffer)))
-            if not chunk:
-                raise _WorkerExited
-            self._buffer += chunk
-        data = bytes(self._buffer[:count])
-        del self._buffer[:count]
-        return data
-
-
-class _Pool:
-    """The workers of one configuration of one function version.
-
-    A *retired* pool (its function changed) still serves the callers already waiting on
-    it, with workers that stop after that one invocation; a *closed* one (the runtime shut
-    down) serves nobody and has its busy workers killed.
-    """
-
-    def __init__(self, fingerprint: tuple[Any, ...], code_dir: Path, max_workers: int) -> None:
-        self.fingerprint = fingerprint
-        self.code_dir = code_dir
-        self._max_workers = max_workers
-        self._cond = threading.Condition()
-        self._idle: list[_Worker] = []
-        self._busy: set[_Worker] = set()
-        self._starting = 0
-        self._retired = False
-        self._closed = False
-
-    def checkout(self) -> _Worker | None:
-        """The warmest idle worker, or ``None``: the caller holds a slot and starts one."""
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise RuntimeError("the Lambda runtime has been shut down")
-                if self._idle:
-                    worker = self._idle.pop()
-                    self._busy.add(worker)
-                    return worker
-                if self._starting + len(self._busy) < self._max_workers:
-                    self._starting += 1
-                    return None
-                self._cond.wait()
-
-    def started(self, worker: _Worker) -> None:
-        """The slot ``checkout`` reserved now holds ``worker``."""
-        with self._cond:
-            self._starting -= 1
-            self._busy.add(worker)
-            closed = self._closed
-        if closed:
-            worker.terminate()  # shut down while it started: its invocation fails as exited
-
-    def start_failed(self) -> None:
-        with self._cond:
-            self._starting -= 1
-            self._cond.notify()
-
-    def checkin(self, worker: _Worker) -> None:
-        """A worker that answered goes back to idle, unless this pool was replaced."""
-        with self._cond:
-            self._busy.discard(worker)
-            keep = not (self._retired or self._closed)
-            if keep:
-                self._idle.append(worker)
-            self._cond.notify()
-        if not keep:
-            worker.dispose()
-
-    def discard(self, worker: _Worker) -> None:
-        """A worker that timed out or died leaves the pool; its slot frees up."""
-        with self._cond:
-            self._busy.discard(worker)
-            self._cond.notify()
-        worker.dispose()
-
-    def retire(self) -> None:
-        """Stops the idle workers now and the busy ones when they finish."""
-        with self._cond:
-            self._retired = True
-            idle, self._idle = self._idle, []
-        for worker in idle:
-            worker.dispose()
-
-    def close(self) -> None:
-        """Stops every worker now, busy or idle; waiting callers get ``RuntimeError``."""
-        with self._cond:
-            self._closed = True
-            idle, self._idle = self._idle, []
-            busy = list(self._busy)
-            self._cond.notify_all()
-        for worker in busy:
-            worker.terminate()
-        for worker in idle:
-            worker.dispose()
 
 
 class LambdaRuntime:
@@ -443,7 +162,7 @@ class LambdaRuntime:
         self._credentials = credentials
         self._max_workers = max_workers_per_function
         self._site_dirs = host_site_dirs()
-        self._pools: dict[tuple[str, str], _Pool] = {}
+        self._pools: dict[tuple[str, str], Pool] = {}
         self._lock = threading.Lock()
         self._extract_lock = threading.Lock()
         self._closed = False
@@ -456,7 +175,7 @@ class LambdaRuntime:
             pool = self._pool_for(spec)
         except zipfile.BadZipFile:
             failure = _Failure(
-                _error("InvalidParameterValueException", "Could not unzip uploaded file"), ""
+                aws_error("InvalidParameterValueException", "Could not unzip uploaded file"), ""
             )
             return self._result(spec, request_id, failure=failure, output=b"")
         worker = pool.checkout()
@@ -486,8 +205,8 @@ class LambdaRuntime:
     def _run(
         self,
         spec: FunctionSpec,
-        pool: _Pool,
-        worker: _Worker,
+        pool: Pool,
+        worker: Worker,
         request_id: str,
         payload: bytes,
         init_ms: float | None,
@@ -503,10 +222,10 @@ class LambdaRuntime:
         failure: _Failure | None = None
         try:
             reply, body = worker.call(header, payload, time.monotonic() + spec.timeout_s)
-        except _WorkerTimedOut:
+        except WorkerTimedOut:
             worker.terminate()
             failure = _timed_out(request_id, spec.timeout_s)
-        except _WorkerExited:
+        except WorkerExited:
             failure = _exited(request_id, worker.exit_description())
         except BaseException:
             pool.discard(worker)  # a broken reply: the worker can't be trusted with another
@@ -560,7 +279,7 @@ class LambdaRuntime:
             executed_version=spec.version,
         )
 
-    def _pool_for(self, spec: FunctionSpec) -> _Pool:
+    def _pool_for(self, spec: FunctionSpec) -> Pool:
         key = (spec.name, spec.version)
         fingerprint = _fingerprint(spec)
         with self._lock:
@@ -576,7 +295,7 @@ class LambdaRuntime:
             if pool is not None and pool.fingerprint == fingerprint:
                 return pool
             replaced = pool
-            pool = _Pool(fingerprint, code_dir, self._max_workers)
+            pool = Pool(fingerprint, code_dir, self._max_workers)
             self._pools[key] = pool
         if replaced is not None:
             logger.info("%s %s changed: starting fresh workers", spec.name, spec.version)
@@ -608,16 +327,16 @@ class LambdaRuntime:
                 shutil.rmtree(scratch, ignore_errors=True)
         return target
 
-    def _start_worker(self, spec: FunctionSpec, pool: _Pool, request_id: str) -> _Worker:
+    def _start_worker(self, spec: FunctionSpec, pool: Pool, request_id: str) -> Worker:
         """A worker that has imported the handler; raises ``_InitFailed`` if it can't."""
         env = self._environment(spec, pool.code_dir)
-        worker = _Worker.launch(spec.handler, pool.code_dir, env, self._site_dirs)
+        worker = Worker.launch(spec.handler, pool.code_dir, env, self._site_dirs)
         try:
             message = worker.wait_ready(time.monotonic() + INIT_TIMEOUT_S)
-        except _WorkerTimedOut:
+        except WorkerTimedOut:
             worker.terminate()
             message = {"init_timeout": True}
-        except _WorkerExited:
+        except WorkerExited:
             message = {"exited": worker.exit_description()}
         except BaseException:
             worker.dispose()
@@ -630,7 +349,7 @@ class LambdaRuntime:
             raise _InitFailed(_Failure(message["init_error"], ""), output)
         if "exited" in message:
             raise _InitFailed(_exited(request_id, str(message["exited"])), output)
-        error = _error("Sandbox.Timedout", f"Init timed out after {INIT_TIMEOUT_S:.2f} seconds")
+        error = aws_error("Sandbox.Timedout", f"Init timed out after {INIT_TIMEOUT_S:.2f} seconds")
         raise _InitFailed(_Failure(error, error["errorMessage"]), output)
 
     def _environment(self, spec: FunctionSpec, code_dir: Path) -> dict[str, str]:
@@ -676,19 +395,20 @@ def _fingerprint(spec: FunctionSpec) -> tuple[Any, ...]:
     return (spec.code_sha256, spec.handler, environment, spec.timeout_s, spec.memory_mb)
 
 
-def _error(error_type: str, message: str) -> dict[str, Any]:
+def aws_error(error_type: str, message: str) -> dict[str, Any]:
+    """AWS's error object: what a failed invocation answers instead of a result."""
     return {"errorMessage": message, "errorType": error_type}
 
 
 def _timed_out(request_id: str, timeout_s: int) -> _Failure:
     message = f"Task timed out after {timeout_s:.2f} seconds"
-    error = _error("Sandbox.Timedout", f"RequestId: {request_id} Error: {message}")
-    return _Failure(error, f"{_aws_timestamp()} {request_id} {message}")
+    error = aws_error("Sandbox.Timedout", f"RequestId: {request_id} Error: {message}")
+    return _Failure(error, f"{aws_timestamp()} {request_id} {message}")
 
 
 def _exited(request_id: str, how: str) -> _Failure:
     message = f"RequestId: {request_id} Error: Runtime exited with error: {how}"
-    return _Failure(_error("Runtime.ExitError", message), f"{message}\nRuntime.ExitError")
+    return _Failure(aws_error("Runtime.ExitError", message), f"{message}\nRuntime.ExitError")
 
 
 def _invocation_log(
@@ -719,216 +439,6 @@ def _invocation_log(
     return text[-LOG_TAIL_BYTES:].decode("utf-8", errors="ignore")
 
 
-def _aws_timestamp() -> str:
+def aws_timestamp() -> str:
+    """Now, as AWS writes times in logs and invocation records."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-@dataclass(frozen=True)
-class AsyncConfig:
-    """A function's event invoke config (``PutFunctionEventInvokeConfig``), AWS's defaults
-    when it has none: two retries, six hours, no destinations."""
-
-    maximum_retry_attempts: int = DEFAULT_MAX_RETRY_ATTEMPTS
-    maximum_event_age_s: float = DEFAULT_MAX_EVENT_AGE_S
-    on_failure: str | None = None
-    on_success: str | None = None
-
-
-@dataclass
-class _Event:
-    """One asynchronous invocation on its way through attempts."""
-
-    request_id: str
-    function: str
-    payload: bytes
-    submitted_at: float
-    attempts: int = 0
-    last_result: InvocationResult | None = None
-    function_arn: str = ""
-
-
-class AsyncInvoker:
-    """Lambda's asynchronous invocation (``InvocationType=Event``): queue, retries, destinations.
-
-    ``lookup`` resolves a function name or ARN to its current spec when an attempt starts
-    (``None``: the function is gone and the event is dropped); ``invoke_config`` gives its
-    event invoke config; ``send_to_destination(arn, record)`` delivers an invocation record.
-    ``retry_delays[i]`` is the wait before retry ``i + 1`` (the last one repeats); AWS's
-    are ``AWS_RETRY_DELAYS``. ``clock`` (monotonic seconds) measures event age and times
-    retries; tests replace it to age events without waiting.
-    """
-
-    def __init__(
-        self,
-        runtime: Invoker,
-        *,
-        lookup: Callable[[str], FunctionSpec | None],
-        invoke_config: Callable[[str], AsyncConfig],
-        send_to_destination: Callable[[str, dict[str, Any]], None],
-        retry_delays: Sequence[float] = AWS_RETRY_DELAYS,
-        threads: int = 4,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if threads < 1:
-            raise ValueError("threads must be at least 1")
-        if any(delay < 0 for delay in retry_delays):
-            raise ValueError("retry delays can't be negative")
-        self._runtime = runtime
-        self._lookup = lookup
-        self._invoke_config = invoke_config
-        self._send = send_to_destination
-        self._retry_delays = tuple(retry_delays)
-        self._clock = clock
-        self._cond = threading.Condition()
-        self._due: list[tuple[float, int, _Event]] = []
-        self._order = itertools.count()
-        self._outstanding = 0
-        self._running = True
-        self._threads = [
-            threading.Thread(target=self._serve, name=f"lambda-async-{n}", daemon=True)
-            for n in range(threads)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, function: str, payload: bytes) -> None:
-        """Queues one asynchronous invocation of a function (name or ARN) and returns at once."""
-        event = _Event(str(uuid.uuid4()), function, payload, submitted_at=self._clock())
-        with self._cond:
-            if not self._running:
-                raise RuntimeError("the asynchronous invoker has been shut down")
-            self._outstanding += 1
-            self._schedule(event, event.submitted_at)
-
-    def drain(self, timeout: float) -> bool:
-        """Waits until every submitted event has succeeded or been given up; False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._outstanding == 0, timeout)
-
-    def shutdown(self, timeout: float = 5.0) -> None:
-        """Stops the threads after their current attempt; events still waiting are dropped."""
-        with self._cond:
-            self._running = False
-            dropped = len(self._due)
-            self._due.clear()
-            self._outstanding -= dropped
-            self._cond.notify_all()
-        if dropped:
-            logger.warning("dropped %d queued asynchronous invocation(s) at shutdown", dropped)
-        for thread in self._threads:
-            thread.join(timeout)
-
-    def _schedule(self, event: _Event, due: float) -> None:
-        heapq.heappush(self._due, (due, next(self._order), event))
-        self._cond.notify()
-
-    def _next_due(self) -> _Event | None:
-        with self._cond:
-            while self._running:
-                if self._due:
-                    wait = self._due[0][0] - self._clock()
-                    if wait <= 0:
-                        return heapq.heappop(self._due)[2]
-                    self._cond.wait(wait)
-                else:
-                    self._cond.wait()
-            return None
-
-    def _serve(self) -> None:
-        while (event := self._next_due()) is not None:
-            try:
-                retry_at = self._attempt(event)
-            except Exception:  # a bug in one event must not kill the thread
-                logger.exception("asynchronous invocation %s failed", event.request_id)
-                retry_at = None
-            with self._cond:
-                if retry_at is not None and self._running:
-                    self._schedule(event, retry_at)
-                else:
-                    self._outstanding -= 1
-                    self._cond.notify_all()
-
-    def _attempt(self, event: _Event) -> float | None:
-        """Runs one attempt; returns when to retry, or None when the event is settled."""
-        spec = self._lookup(event.function)
-        if spec is None:
-            logger.warning(
-                "dropping event %s: function %s is gone", event.request_id, event.function
-            )
-            return None
-        event.function_arn = spec.qualified_arn
-        config = self._invoke_config(event.function)
-        if self._clock() - event.submitted_at > config.maximum_event_age_s:
-            self._deliver(config.on_failure, event, "EventAgeExceeded")
-            return None
-        result = self._run(spec, event.payload)
-        event.attempts += 1
-        event.last_result = result
-        if result.function_error is None:
-            self._deliver(config.on_success, event, "Success")
-            return None
-        if event.attempts > config.maximum_retry_attempts:
-            self._deliver(config.on_failure, event, "RetriesExhausted")
-            return None
-        return self._clock() + self._retry_delay(event.attempts)
-
-    def _run(self, spec: FunctionSpec, payload: bytes) -> InvocationResult:
-        try:
-            return self._runtime.invoke(spec, payload)
-        except Exception as exc:  # the runtime failing is a failed attempt
-            logger.exception("runtime failed to invoke %s", spec.name)
-            error = _error("Runtime.Unknown", f"the local runtime failed: {exc}")
-            return InvocationResult(200, json.dumps(error).encode(), "Unhandled", 0.0, "")
-
-    def _retry_delay(self, attempts: int) -> float:
-        if not self._retry_delays:
-            return 0.0
-        return self._retry_delays[min(attempts, len(self._retry_delays)) - 1]
-
-    def _deliver(self, destination: str | None, event: _Event, condition: str) -> None:
-        if not destination:
-            if condition != "Success":
-                logger.warning(
-                    "asynchronous invocation %s of %s failed (%s); no on-failure destination",
-                    event.request_id,
-                    event.function,
-                    condition,
-                )
-            return
-        try:
-            self._send(destination, _invocation_record(event, condition))
-        except Exception:  # a missing queue must not stop other deliveries
-            logger.exception("could not send invocation %s to %s", event.request_id, destination)
-
-
-def _invocation_record(event: _Event, condition: str) -> dict[str, Any]:
-    """The record Lambda sends to a destination (AWS, "Adding a destination")."""
-    record: dict[str, Any] = {
-        "version": "1.0",
-        "timestamp": _aws_timestamp(),
-        "requestContext": {
-            "requestId": event.request_id,
-            "functionArn": event.function_arn,
-            "condition": condition,
-            "approximateInvokeCount": event.attempts,
-        },
-        "requestPayload": _json_or_text(event.payload),
-    }
-    result = event.last_result
-    if result is not None:
-        response: dict[str, Any] = {
-            "statusCode": result.status_code,
-            "executedVersion": result.executed_version,
-        }
-        if result.function_error:
-            response["functionError"] = result.function_error
-        record["responseContext"] = response
-        record["responsePayload"] = _json_or_text(result.payload)
-    return record
-
-
-def _json_or_text(data: bytes) -> Any:
-    try:
-        return json.loads(data) if data else None
-    except ValueError:
-        return data.decode("utf-8", errors="replace")

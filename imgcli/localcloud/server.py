@@ -151,13 +151,15 @@ class LocalCloud:
         from moto.moto_server.werkzeug_app import create_backend_app
 
         from imgcli.localcloud import (
+            api_routes,
             execute_api,
             moto_lambda,
             moto_speedups,
             persistence,
             s3_events,
         )
-        from imgcli.localcloud.runtime import AsyncInvoker, LambdaRuntime
+        from imgcli.localcloud.async_invoke import AsyncInvoker
+        from imgcli.localcloud.runtime import LambdaRuntime
 
         data_dir.mkdir(parents=True, exist_ok=True)
         persistence.load_snapshot(data_dir / SNAPSHOT)
@@ -199,7 +201,7 @@ class LocalCloud:
         with_api = execute_api.ExecuteApi(
             aws,
             invoke=invoke_for_api,
-            apis=execute_api.moto_api_lookup(ACCOUNT, LOCAL_REGION),
+            apis=api_routes.moto_api_lookup(ACCOUNT, LOCAL_REGION),
             credentials=credentials,
             region=LOCAL_REGION,
         )
