@@ -32,9 +32,9 @@ demo: $(STAMP)
 	$(BIN)/imgcli upload --recursive --wait demo/images
 	$(BIN)/imgcli list
 	@echo
-	@echo "Try next:"
+	@echo "Try next (or 'source .venv/bin/activate' first, then type just 'imgcli ...'):"
 	@echo "  .venv/bin/imgcli show 'holiday/sunset at sea.jpg'"
-	@echo "  .venv/bin/imgcli upload --recursive ~/Pictures --prefix mine/"
+	@echo "  .venv/bin/imgcli upload --recursive ~/Pictures --prefix mine/   # a folder of yours"
 	@echo "  .venv/bin/imgcli list --json | head"
 	@echo "  .venv/bin/imgcli local status      # endpoint and credentials for any AWS client"
 	@echo "  .venv/bin/imgcli local stop        # state is kept for the next start"
