@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness as bench  # the harness's data and local cloud; it puts the repository on the path
 import raw_client
-import run as bench  # the harness's data and local cloud; it puts the repository on the path
 
 from imgcli.upload import Uploader
 from imgcli.upload_types import UploadConfig

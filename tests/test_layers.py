@@ -207,10 +207,13 @@ def test_no_module_imports_another_modules_private_names() -> None:
 
 
 def test_no_module_is_over_600_lines() -> None:
+    # The tests and benchmarks are code people read too: the same limit holds for them.
+    paths = [*module_files().values(), *ROOT.glob("tests/*.py"), *ROOT.glob("benchmarks/*.py")]
     sizes = {
-        module: len(path.read_text("utf-8").splitlines()) for module, path in module_files().items()
+        str(path.relative_to(ROOT)): len(path.read_text("utf-8").splitlines()) for path in paths
     }
-    assert {module: lines for module, lines in sizes.items() if lines > MAX_LINES} == {}
+    assert len(sizes) > 150
+    assert {name: lines for name, lines in sizes.items() if lines > MAX_LINES} == {}
 
 
 def test_every_command_lives_in_imgcli_commands() -> None:

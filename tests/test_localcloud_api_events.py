@@ -36,7 +36,7 @@ from tests.execute_api_server import (
     signed,
     signed_send,
 )
-from tests.test_retrieve import AWKWARD_KEYS, image
+from tests.retrievedata import AWKWARD_KEYS, image
 
 TABLE = "imgcli-execute-api-images"
 
