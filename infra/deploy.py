@@ -102,6 +102,8 @@ class StackEnvironment:
         local_api_url: ApiUrl | None = None,
     ) -> None:
         check_stack_name(stack)
+        if target == "local" and local_api_url is None:
+            raise TypeError("a local stack's environment needs local_api_url")
         self.stack = stack
         self.target: Target = target
         self.client = client
@@ -186,8 +188,7 @@ def bootstrap(
     state.outputs = {**outputs, **_record_outputs(environment.names)}
     if target == "local" and API_ID in state.outputs:
         # The local cloud serves each HTTP API under its own endpoint, not execute-api's.
-        if environment.local_api_url is None:
-            raise TypeError("a local stack's environment needs local_api_url")
+        assert environment.local_api_url is not None  # required for a local target
         state.outputs[API_URL] = environment.local_api_url(
             environment.endpoint_url, state.outputs[API_ID]
         )

@@ -17,6 +17,7 @@ from imgcli.infra import deploy
 from imgcli.infra.errors import StackNotBootstrapped, StackUsageError
 from imgcli.infra.plan import Plan
 from imgcli.infra.state import StackState, state_path
+from imgcli.localcloud import api_url
 
 ACCOUNT = "123456789012"
 READ_ONLY = ("Get", "List", "Describe", "Head")
@@ -379,6 +380,8 @@ def test_a_destroyed_stack_can_start_again_on_another_target(stack: Any) -> None
     environment, clients = stack
     bootstrap(environment)
     destroy(environment)
-    elsewhere = deploy.StackEnvironment("t1", "local", clients.client, "us-east-1")
+    elsewhere = deploy.StackEnvironment(
+        "t1", "local", clients.client, "us-east-1", local_api_url=api_url
+    )
     outcome = deploy.bootstrap(elsewhere, {}, dry_run=True)
     assert len(outcome.plan.steps) == 14

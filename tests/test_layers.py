@@ -177,23 +177,48 @@ def test_no_modules_import_each_other() -> None:
     assert import_cycles(all_imports()) == []
 
 
+def absolute_imports(path: Path) -> Iterator[tuple[int, str]]:
+    """Every absolute import in the file, runtime or not: (line, module name)."""
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module
+
+
 def test_the_functions_import_their_siblings_relatively() -> None:
     # In the deployed zip the package is `lambdas`, in the wheel `imgcli.lambdas`: only a
     # relative import finds a sibling in both.
     absolute = [
-        f"{found.importer}:{found.line} imports {found.imported}"
-        for found in all_imports()
-        if layer(found.importer) == 0 and not found.imported.startswith("imgcli.lambdas.")
-    ]
-    files = module_files()
-    absolute += [
-        f"{module} imports {node.module} absolutely"
-        for module, path in files.items()
+        f"{module}:{line} imports {name}"
+        for module, path in module_files().items()
         if layer(module) == 0
-        for node in ast.walk(ast.parse(path.read_text("utf-8")))
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and _ours(node.module or "")
+        for line, name in absolute_imports(path)
+        if name.split(".")[0] in ("imgcli", *PACKAGES)
     ]
     assert absolute == []
+
+
+def test_nothing_imports_the_source_folders_by_their_own_names() -> None:
+    # `lambdas` and `infra` import in a checkout (its root is on sys.path) but not from the
+    # wheel, and a second copy of a module would hold second copies of its classes.
+    paths = [*module_files().values(), *ROOT.glob("tests/*.py"), *ROOT.glob("benchmarks/*.py")]
+    by_folder_name = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for path in paths
+        for line, name in absolute_imports(path)
+        if name.split(".")[0] in ("lambdas", "infra")
+    ]
+    assert by_folder_name == []
+
+
+def test_the_only_symlinks_in_the_package_are_its_two_source_folders() -> None:
+    links = {
+        str(path.relative_to(ROOT)): path.readlink().as_posix()
+        for path in (ROOT / "imgcli").rglob("*")
+        if path.is_symlink()
+    }
+    assert links == {"imgcli/lambdas": "../lambdas", "imgcli/infra": "../infra"}
 
 
 def test_no_module_imports_another_modules_private_names() -> None:
@@ -265,6 +290,15 @@ def old_layout(tmp_path: Path) -> Path:
             "lambdas/__init__.py": "",
             "lambdas/retrieve.py": "from . import cursor\n",
             "lambdas/cursor.py": "",
+            # Shapes the checker must read right: an else beside TYPE_CHECKING runs, so do
+            # imports in try blocks, aliased imports and imports from a parent package.
+            "imgcli/localcloud/__init__.py": "",
+            "imgcli/localcloud/server.py": (
+                "from typing import TYPE_CHECKING\n"
+                "if TYPE_CHECKING:\n    pass\nelse:\n    from imgcli.commands import gallery\n"
+                "try:\n    import imgcli.cli as app\nexcept ImportError:\n    pass\n"
+                "from .. import errors\n"
+            ),
         },
     )
     return tmp_path
@@ -276,21 +310,21 @@ def test_the_checker_finds_the_cycles_and_upward_imports_of_the_old_layout(
     imports = all_imports(old_layout)
     assert Import("imgcli.lambdas.retrieve", "imgcli.lambdas.cursor", 1) in imports
     upward = upward_imports(imports)
-    assert len(upward) == 5, upward
-    assert any(
-        line.startswith("imgcli.commands.gallery (layer imgcli.commands) imports imgcli.cli")
-        for line in upward
+    assert len(upward) == 7, upward
+    expected = (
+        "imgcli.commands.gallery (layer imgcli.commands) imports imgcli.cli",
+        "imgcli.upload (layer services) imports imgcli.cli",
+        "imgcli.infra.deploy (layer imgcli.infra) imports imgcli.config",
+        "imgcli.infra.state (layer imgcli.infra) imports imgcli.errors",
+        "imgcli.localcloud.server (layer services) imports imgcli.commands.gallery",
+        "imgcli.localcloud.server (layer services) imports imgcli.cli",
     )
-    assert any(
-        line.startswith("imgcli.upload (layer services) imports imgcli.cli") for line in upward
-    )
-    assert any(
-        line.startswith("imgcli.infra.deploy (layer imgcli.infra) imports imgcli.config")
-        for line in upward
-    )
+    for start in expected:
+        assert any(line.startswith(start) for line in upward), start
     assert not any("gallery_api" in line for line in upward)  # annotation-only import
-    cycles = import_cycles(imports)
-    assert "imgcli.cli -> imgcli.commands -> imgcli.commands.gallery -> imgcli.cli" in cycles
-    assert "imgcli.config -> imgcli.infra.state -> imgcli.errors" not in cycles
+    assert Import("imgcli.localcloud.server", "imgcli.errors", 10) in imports
+    assert import_cycles(imports) == [
+        "imgcli.cli -> imgcli.commands -> imgcli.commands.gallery -> imgcli.cli"
+    ]
     private = [name for found in imports for name in found.names if name.startswith("_")]
     assert private == ["_command_invocation"]

@@ -7,8 +7,10 @@
 
 Each follows one shape (``Annotated`` options, a docstring that is the help text with an
 example, one call into a service, one render) on the frame of ``imgcli.commands.frame``.
-They import only typer and the frame at module level, so ``imgcli --help`` stays fast;
-services are imported inside the command bodies.
+At module level they import only typer, the frame and light modules of the standard
+library's weight (errors, output, the invocation, delete's planning), so ``imgcli --help``
+stays fast; the services that load botocore, Pillow or infra are imported inside the
+command bodies.
 """
 
 from __future__ import annotations

@@ -191,7 +191,7 @@ def upload_images(
     again sends nothing; different content is refused unless --overwrite. A file's key
     is --prefix plus its path relative to the folder given, or plus its name.
 
-    Example: imgcli upload demo/images --recursive --prefix trips/2024/ --wait
+    Example: imgcli upload ~/Pictures/trip --recursive --prefix trips/2024/ --wait
     """
     from imgcli.upload import Uploader
     from imgcli.upload_types import UploadConfig, UploadInterrupted
