@@ -3,8 +3,8 @@
 Scripts branch on imgcli's exit code and people read its last line, so both come from one
 table (``ExitCode``) and one function (``describe_failure``), the way httpie keeps
 ``status.py`` and ``core.py``: a command never picks an exit code or words an error itself;
-it raises, and the CLI frame (``imgcli.commands.frame.reports_failures``) prints the description and
-exits with its code.
+it raises, and the CLI frame (``imgcli.commands.frame.reports_failures``) prints the
+description and exits with its code.
 
 botocore's exceptions are recognised without importing botocore here: an exception can only
 be one of botocore's if ``botocore.exceptions`` is already in ``sys.modules``, so a failure
