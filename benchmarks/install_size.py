@@ -25,7 +25,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: What a fresh venv holds before anything is installed into it.
-VENV_BASELINE = ("pip", "setuptools", "pkg_resources", "_distutils_hack", "distutils-precedence")
+VENV_BASELINE = (
+    "pip",
+    "setuptools",
+    "pkg_resources",
+    "_distutils_hack",
+    "distutils-precedence.pth",
+)
 
 
 def run(*command: str) -> str:
@@ -54,9 +60,10 @@ def build_wheel(source: Path, into: Path) -> Path:
 def apparent_size(directory: Path) -> int:
     total = 0
     for entry in directory.iterdir():
-        if entry.name.split("-")[0].split(".")[0] in VENV_BASELINE:
+        # A package's folder, or its "<name>-<version>.dist-info".
+        if entry.name in VENV_BASELINE or entry.name.split("-")[0] in VENV_BASELINE:
             continue
-        paths = [entry] if entry.is_file() else [entry, *entry.rglob("*")]
+        paths = entry.rglob("*") if entry.is_dir() else [entry]
         total += sum(path.lstat().st_size for path in paths if not path.is_dir())
     return total
 

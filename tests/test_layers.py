@@ -54,7 +54,7 @@ def module_files(root: Path = ROOT, packages: Mapping[str, str] = PACKAGES) -> d
         base = root / folder
         for path in sorted(base.rglob("*.py")):
             relative = path.relative_to(base)
-            if any((base / part).is_symlink() for part in relative.parts[:1]):
+            if (base / relative.parts[0]).is_symlink():
                 continue  # imgcli/lambdas and imgcli/infra: read from their own folders
             parts = [package, *relative.with_suffix("").parts]
             if parts[-1] == "__init__":
