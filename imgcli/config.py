@@ -21,7 +21,9 @@ stack the default for region, profile and endpoint is *nothing*: ``None`` is pas
 boto3 applies its standard chain (``AWS_PROFILE``, ``AWS_REGION``/``AWS_DEFAULT_REGION``,
 ``AWS_ENDPOINT_URL``, ``~/.aws/config``) exactly as the AWS CLI would; re-implementing that
 chain here would drift from it. A ``local`` stack needs no AWS account: its endpoint is the
-local cloud on 127.0.0.1, with fixed credentials the local cloud accepts.
+local cloud on 127.0.0.1, signed with the key pair that local cloud generated for its owner
+(``local_access_key``): a local stack works on a machine with no AWS setup and never
+sends a real credential to the local cloud.
 
 The result is a frozen ``StackSettings`` that also records where each value came from, so
 ``imgcli config`` can answer "why is it using that region?". This module is pure of boto3
@@ -63,12 +65,6 @@ class AccessKey:
 
     access_key_id: str
     secret_access_key: str = field(repr=False)
-
-
-# Not a secret: the key every local stack signs with, so a local stack works on a machine
-# with no AWS setup and never sends a real credential to the local cloud. The local cloud's
-# SigV4 check should take the key it expects from here.
-LOCAL_ACCESS_KEY: Final = AccessKey("imgcli-local", "imgcli-local-secret")
 
 
 @dataclass(frozen=True)
@@ -301,12 +297,20 @@ def resolve_stack(flags: Flags, environ: Mapping[str, str]) -> StackSettings:
         profile=profile,
         endpoint_url=endpoint_url,
         local_port=local_port,
-        credentials=LOCAL_ACCESS_KEY if local else None,
+        credentials=local_access_key(environ) if local else None,
         config_file=path,
         records=MappingProxyType(records),
         known_stacks=tuple(sorted(file.stacks)),
         sources=MappingProxyType(sources),
     )
+
+
+def local_access_key(environ: Mapping[str, str]) -> AccessKey:
+    """The local cloud's key pair for this data dir, made on first use (0600, owner only)."""
+    from imgcli.localcloud.secret import load_or_create, local_cloud_dir
+
+    key = load_or_create(local_cloud_dir(environ))
+    return AccessKey(key.access_key_id, key.secret_access_key)
 
 
 T = TypeVar("T")

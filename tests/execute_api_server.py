@@ -28,15 +28,14 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
 
-from imgcli.config import LOCAL_ACCESS_KEY, LOCAL_REGION
+from imgcli.config import LOCAL_REGION
 from imgcli.localcloud import api_url
 from imgcli.localcloud.api_routes import moto_api_lookup
 from imgcli.localcloud.execute_api import ExecuteApi
 from tests.localstack import create_http_api
 
 REGION = LOCAL_REGION
-KEY = LOCAL_ACCESS_KEY.access_key_id
-SECRET = LOCAL_ACCESS_KEY.secret_access_key
+KEY, SECRET = "LKIATESTEXECUTEAPI00", "execute-api-test-secret"
 RECORDER_ARN = f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:function:recorder"
 RETRIEVE_ARN = f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:function:retrieve"
 CANNED = {

@@ -26,7 +26,7 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
 
-from imgcli.config import LOCAL_ACCESS_KEY, LOCAL_REGION
+from imgcli.config import LOCAL_REGION
 from imgcli.gallery_api import GalleryApi
 from imgcli.lambdas import cursor, records, retrieve
 from imgcli.lambdas.logs import JsonLogger
@@ -36,7 +36,7 @@ from imgcli.localcloud.execute_api import ExecuteApi
 from tests.localstack import create_http_api
 
 REGION = LOCAL_REGION
-KEY, SECRET = LOCAL_ACCESS_KEY.access_key_id, LOCAL_ACCESS_KEY.secret_access_key
+KEY, SECRET = "LKIATESTGALLERYAPI00", "gallery-api-test-secret"
 FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:function:gallery-retrieve"
 TABLE = "imgcli-gallery-api-test"
 

@@ -13,13 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from imgcli.config import LOCAL_ACCESS_KEY
 from imgcli.infra.packaging import code_sha256
 from imgcli.localcloud.runtime import FunctionSpec, LambdaRuntime
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
-CREDENTIALS = (LOCAL_ACCESS_KEY.access_key_id, LOCAL_ACCESS_KEY.secret_access_key)
+CREDENTIALS = ("LKIATESTRUNTIME00000", "runtime-test-secret")
 FAILURES_QUEUE = f"arn:aws:sqs:{REGION}:{ACCOUNT}:failures"
 
 HANDLERS = """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -18,11 +19,14 @@ from typing import Any
 
 import boto3
 
-from imgcli.config import LOCAL_ACCESS_KEY, LOCAL_REGION
+from imgcli.config import LOCAL_REGION
 from imgcli.localcloud import process
+from imgcli.localcloud.secret import SECRET_FILE, local_cloud_dir
 
 REPO = Path(__file__).resolve().parents[1]
-KEY, SECRET = LOCAL_ACCESS_KEY.access_key_id, LOCAL_ACCESS_KEY.secret_access_key
+#: The key pair every test's local cloud is given (its secret new for each test run), so
+#: tests can sign requests as its owner; how a local cloud makes its own is tested apart.
+KEY, SECRET = "LKIATESTS0000000000A", secrets.token_urlsafe(30)
 
 
 def free_port() -> int:
@@ -43,10 +47,21 @@ def local_cloud_env(base: Path, stack: str, **extra: str) -> Iterator[dict[str, 
         "IMGCLI_STACK": stack,
         **extra,
     }
+    give_owner_key(env, KEY, SECRET)
     try:
         yield env
     finally:
         process.stop(port, env)
+
+
+def give_owner_key(env: dict[str, str], key: str, secret: str) -> None:
+    """Install ``key``/``secret`` as the owner's key of the environment's local cloud."""
+    directory = local_cloud_dir(env)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / SECRET_FILE
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        json.dump({"access_key_id": key, "secret_access_key": secret}, file)
 
 
 def run_imgcli(

@@ -20,7 +20,7 @@ from urllib3 import HTTPResponse
 
 from imgcli import __version__
 from imgcli.aws import DEFAULT_MAX_POOL_CONNECTIONS, AwsClients, parse_timestamp
-from imgcli.config import LOCAL_ACCESS_KEY, Flags, StackSettings, resolve_stack
+from imgcli.config import Flags, StackSettings, local_access_key, resolve_stack
 from imgcli.errors import ExitCode, describe_failure
 
 
@@ -50,7 +50,8 @@ def test_local_stack_client_uses_the_local_cloud() -> None:
     assert s3.meta.config.s3["addressing_style"] == "path"
     # The local cloud's own key, not whatever AWS credentials the environment holds.
     credentials = clients.session.get_credentials()
-    assert credentials.access_key == LOCAL_ACCESS_KEY.access_key_id
+    assert credentials.access_key == local_access_key(os.environ).access_key_id
+    assert credentials.access_key != os.environ["AWS_ACCESS_KEY_ID"]
 
 
 def test_configured_endpoint_and_region_are_used() -> None:

@@ -12,10 +12,10 @@ import pytest
 from imgcli.config import (
     BOTO3_SOURCE,
     DEFAULT_SOURCE,
-    LOCAL_ACCESS_KEY,
     LOCAL_DEFAULT_PORT,
     Flags,
     config_path,
+    local_access_key,
     read_config_file,
     resolve_stack,
 )
@@ -150,7 +150,7 @@ def test_no_file_means_the_default_local_stack() -> None:
     assert settings.target == "local"
     assert settings.region == "us-east-1"
     assert settings.endpoint_url == "http://127.0.0.1:4599"
-    assert settings.credentials == LOCAL_ACCESS_KEY
+    assert settings.credentials == local_access_key(environ())
     assert settings.profile is None
     assert settings.records == {}
 

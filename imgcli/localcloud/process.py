@@ -23,12 +23,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from imgcli.config import LOCAL_ACCESS_KEY, LOCAL_HOST, LOCAL_REGION
+from imgcli.config import LOCAL_HOST, LOCAL_REGION
 from imgcli.errors import ExitCode, ImgcliError
+from imgcli.localcloud.secret import load_or_create, local_cloud_dir
 
 HEALTH_PATH: Final = "/_imgcli/health"
 RECORD: Final = "server.json"
@@ -49,6 +50,8 @@ class LocalCloudStatus:
     pid: int | None
     data_dir: Path
     log_file: Path
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -58,16 +61,10 @@ class LocalCloudStatus:
             "pid": self.pid,
             "data_dir": str(self.data_dir),
             "log_file": str(self.log_file),
-            "access_key_id": LOCAL_ACCESS_KEY.access_key_id,
-            "secret_access_key": LOCAL_ACCESS_KEY.secret_access_key,
+            "access_key_id": self.access_key_id,
+            "secret_access_key": self.secret_access_key,
             "region": LOCAL_REGION,
         }
-
-
-def local_cloud_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    from imgcli.infra.state import data_dir
-
-    return data_dir(environ) / "localcloud"
 
 
 def endpoint_for(port: int) -> str:
@@ -82,6 +79,7 @@ def status(port: int, environ: Mapping[str, str] = os.environ) -> LocalCloudStat
         port = int(record.get("port", port))
     health = _health(port)
     running = record is not None and health is not None and health.get("pid") == record.get("pid")
+    key = load_or_create(directory)
     return LocalCloudStatus(
         running=running,
         endpoint=endpoint_for(port),
@@ -89,6 +87,8 @@ def status(port: int, environ: Mapping[str, str] = os.environ) -> LocalCloudStat
         pid=int(record["pid"]) if running and record else None,
         data_dir=directory,
         log_file=directory / LOG,
+        access_key_id=key.access_key_id,
+        secret_access_key=key.secret_access_key,
     )
 
 
@@ -103,7 +103,7 @@ def start(
     import fcntl
 
     directory = local_cloud_dir(environ)
-    directory.mkdir(parents=True, exist_ok=True)
+    load_or_create(directory)  # the data dir is private, and the server's key is there
     with (directory / "start.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return _start_locked(port, environ, timeout_s)

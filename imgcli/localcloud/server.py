@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
-from imgcli.config import LOCAL_ACCESS_KEY, LOCAL_HOST, LOCAL_REGION
+from imgcli.config import LOCAL_HOST, LOCAL_REGION
 from imgcli.localcloud import API_PATH_PREFIX
 from imgcli.localcloud.execute_api import StartResponse, WsgiApp
 from imgcli.localcloud.process import HEALTH_PATH, write_record
@@ -157,13 +157,14 @@ class LocalCloud:
             moto_speedups,
             persistence,
             s3_events,
+            secret,
         )
         from imgcli.localcloud.async_invoke import AsyncInvoker
         from imgcli.localcloud.runtime import LambdaRuntime
 
-        data_dir.mkdir(parents=True, exist_ok=True)
+        owner = secret.load_or_create(data_dir)
         persistence.load_snapshot(data_dir / SNAPSHOT)
-        credentials = (LOCAL_ACCESS_KEY.access_key_id, LOCAL_ACCESS_KEY.secret_access_key)
+        credentials = (owner.access_key_id, owner.secret_access_key)
         self.runtime = LambdaRuntime(
             workdir=data_dir / "runtime",
             endpoint_url=f"http://{LOCAL_HOST}:{port}",
@@ -208,7 +209,7 @@ class LocalCloud:
         self.gate = Gatekeeper(
             with_api,
             port=port,
-            access_key_id=LOCAL_ACCESS_KEY.access_key_id,
+            access_key_id=owner.access_key_id,
             mark_dirty=self.scheduler.mark_dirty,
         )
 

@@ -3,7 +3,7 @@
 On AWS an ``AWS_IAM`` route answers 403 to any request not signed with valid credentials;
 the local cloud must do the same, or a client that forgets to sign (or signs wrongly)
 would work locally and fail on AWS. The local cloud accepts exactly one key pair
-(``imgcli.config.LOCAL_ACCESS_KEY``), so "valid" means signed with that secret.
+(the owner's, from ``imgcli.localcloud.secret``), so "valid" means signed with that secret.
 
 **Recompute, do not re-implement.** The signature is recomputed with botocore's own
 ``SigV4Auth`` pieces (header canonicalisation, string to sign, key derivation, HMAC), fed

@@ -1,0 +1,146 @@
+"""The local cloud's own key pair: generated at its first start, readable by its owner only.
+
+Every request to the local cloud is SigV4-signed, and the signature is checked against
+this secret, so a process of another user (or a web page) that cannot read the owner's
+data dir cannot drive it. One key pair per data dir (``imgcli local reset`` discards it
+with the rest), made with ``secrets`` and kept in ``<data dir>/localcloud/secret.json``,
+mode 0600, in a directory of mode 0700. The same secret keys the HMACs that authenticate
+the snapshot, the journal and the health answer (``OwnerKey.derived``, one key per use).
+
+The directory is refused, rather than repaired, when it belongs to another user or when
+others may write to it: whoever can write there can plant a state file the server would
+load, or read the secret back. A directory of ours that others may only read (earlier
+versions made them 0755) is tightened to 0700.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Final
+
+from imgcli.errors import ExitCode, ImgcliError
+
+SECRET_FILE: Final = "secret.json"  # noqa: S105 - a file name
+#: AWS's temporary keys start ASIA and long-term ones AKIA; ours say what they are.
+ACCESS_KEY_PREFIX: Final = "LKIA"
+
+
+class UnsafeDataDir(ImgcliError):
+    """The local cloud's data dir (or its secret) could be read or written by someone else."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.AUTH
+
+
+@dataclass(frozen=True)
+class OwnerKey:
+    """The owner's key pair for one local cloud."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+
+    def derived(self, purpose: str) -> bytes:
+        """A key of its own for ``purpose`` (``"snapshot"``, ``"journal"``, ``"health"``)."""
+        label = b"imgcli-localcloud:" + purpose.encode()
+        return hmac.new(self.secret_access_key.encode(), label, hashlib.sha256).digest()
+
+
+def local_cloud_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """The local cloud's data dir: its secret, state, log and the functions' code."""
+    from imgcli.infra.state import data_dir
+
+    return data_dir(environ) / "localcloud"
+
+
+def ensure_private_directory(directory: Path) -> None:
+    """Create ``directory`` (0700) or check that only its owner, us, can use it.
+
+    Raises ``UnsafeDataDir`` when it belongs to another user or others may write to it.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = directory.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise UnsafeDataDir(
+            f"{directory} is not a directory of its own (a link or a file)",
+            hint="remove it, or point IMGCLI_DATA_DIR elsewhere",
+        )
+    if info.st_uid != os.geteuid():
+        raise UnsafeDataDir(
+            f"the local cloud's data dir {directory} belongs to another user (uid {info.st_uid})",
+            hint="point IMGCLI_DATA_DIR at a directory of your own",
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeDataDir(
+            f"others may write to the local cloud's data dir {directory} "
+            f"(mode {stat.S_IMODE(info.st_mode):o}), so they could plant state it would load",
+            hint=f"check its contents, then `chmod 700 {directory}`",
+        )
+    if info.st_mode & 0o077:
+        directory.chmod(0o700)
+
+
+def load_or_create(directory: Path) -> OwnerKey:
+    """The key pair kept in ``directory``, created on first use."""
+    ensure_private_directory(directory)
+    path = directory / SECRET_FILE
+    existing = _read(path)
+    if existing is not None:
+        return existing
+    key = OwnerKey(_new_access_key_id(), secrets.token_urlsafe(30))
+    temporary = directory / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(
+                {"access_key_id": key.access_key_id, "secret_access_key": key.secret_access_key},
+                file,
+            )
+            file.flush()
+            os.fsync(file.fileno())
+        # link() fails if another start created it first: theirs wins, for both.
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    winner = _read(path)
+    if winner is None:
+        raise UnsafeDataDir(f"the local cloud's secret {path} could not be written")
+    return winner
+
+
+def _read(path: Path) -> OwnerKey | None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise UnsafeDataDir(f"cannot read the local cloud's secret {path}: {error}") from error
+    with os.fdopen(descriptor) as file:
+        info = os.fstat(file.fileno())
+        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            raise UnsafeDataDir(
+                f"the local cloud's secret {path} is readable or writable by others "
+                f"(mode {stat.S_IMODE(info.st_mode):o}, uid {info.st_uid})",
+                hint="run `imgcli local reset` to make a new one",
+            )
+        try:
+            fields = json.load(file)
+            return OwnerKey(str(fields["access_key_id"]), str(fields["secret_access_key"]))
+        except (ValueError, KeyError, TypeError) as error:
+            raise UnsafeDataDir(
+                f"the local cloud's secret {path} is damaged",
+                hint="run `imgcli local reset` to make a new one",
+            ) from error
+
+
+def _new_access_key_id() -> str:
+    return ACCESS_KEY_PREFIX + base64.b32encode(secrets.token_bytes(10)).decode()
