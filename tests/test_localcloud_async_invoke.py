@@ -2,12 +2,14 @@
 
 Two tests run a handler zip (``tests.lambda_runtime``) in a real :class:`LambdaRuntime`;
 the rules that need time to pass (delays, event age) use a scripted invoker and an injected
-clock instead.
+clock instead. The last tests check what the event journal is told: every event from its
+submission until it is settled, and not the ones a shutdown left queued.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -190,3 +192,95 @@ def test_async_success_goes_to_an_on_success_destination_and_gone_functions_are_
     assert arn == "ok" and record["requestContext"]["condition"] == "Success"
     assert record["responsePayload"] == "done"
     assert "functionError" not in record["responseContext"]
+
+
+def journaled_invoker(
+    runtime: Any, journal: Any, config: AsyncConfig, **options: Any
+) -> AsyncInvoker:
+    return AsyncInvoker(
+        runtime,
+        lookup={"fn": spec_for("h.touch")}.get,
+        invoke_config=lambda name: config,
+        send_to_destination=options.pop("destinations", Destinations()),
+        retry_delays=(0.0,),
+        journal=journal,
+        **options,
+    )
+
+
+class Journal:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.settled = threading.Event()
+
+    def submitted(self, event_id: str, function: str, payload: bytes) -> None:
+        self.calls.append(("submitted", event_id))
+
+    def finished(self, event_id: str) -> None:
+        self.calls.append(("finished", event_id))
+        self.settled.set()
+
+
+def test_every_event_is_journaled_until_it_is_settled() -> None:
+    journal = Journal()
+    invoker = journaled_invoker(ScriptedInvoker(failures=0), journal, AsyncConfig(), threads=1)
+    try:
+        ran = invoker.submit("fn", b"{}")
+        gone = invoker.submit("no-such-function", b"{}")
+        assert invoker.drain(timeout=5)
+    finally:
+        invoker.shutdown()
+    assert journal.calls == [
+        ("submitted", ran),
+        ("submitted", gone),
+        ("finished", ran),
+        ("finished", gone),
+    ]
+
+
+def test_events_still_queued_at_shutdown_are_not_settled() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def block() -> None:
+        started.set()
+        release.wait(5)
+
+    journal = Journal()
+    invoker = journaled_invoker(
+        ScriptedInvoker(failures=0, on_call=block), journal, AsyncConfig(), threads=1
+    )
+    running = invoker.submit("fn", b"1")
+    assert started.wait(5)
+    queued = [invoker.submit("fn", b"2"), invoker.submit("fn", b"3")]
+    invoker.shutdown(timeout=0)  # drops the queued ones, lets the running one finish
+    release.set()
+    assert journal.settled.wait(5)
+
+    settled = [event_id for call, event_id in journal.calls if call == "finished"]
+    assert settled == [running]
+    assert queued[0] != queued[1]
+
+
+def test_a_resubmitted_event_keeps_its_id_and_its_age() -> None:
+    now = [1000.0]
+    destinations = Destinations()
+    journal = Journal()
+    invoker = journaled_invoker(
+        ScriptedInvoker(failures=0),
+        journal,
+        AsyncConfig(maximum_event_age_s=60, on_failure="q"),
+        destinations=destinations,
+        clock=lambda: now[0],
+        threads=1,
+    )
+    try:
+        invoker.resubmit("from-before-the-crash", "fn", b'{"a": 1}', age_s=120)
+        assert invoker.drain(timeout=5)
+    finally:
+        invoker.shutdown()
+    assert journal.calls == [("finished", "from-before-the-crash")]  # not noted again
+    context = destinations.sent[0][1]["requestContext"]
+    assert (context["requestId"], context["condition"]) == (
+        "from-before-the-crash",
+        "EventAgeExceeded",
+    )

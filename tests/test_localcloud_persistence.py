@@ -1,11 +1,12 @@
 """Saving and loading the local cloud's snapshot, proved through boto3 against moto.
 
 What makes a snapshot safe to rely on: a load restores into a moto server already
-serving, writes are atomic, another moto's or a damaged snapshot is refused without
-touching the running state, a service pickle cannot handle is skipped, a save reads the
-state under the caller's lock; then the scheduler, and the moto internals the snapshot
-relies on. The round trip is in ``test_localcloud_snapshot_pickling``, the object bodies'
-tests in ``test_localcloud_snapshot_bodies``.
+serving, writes are atomic, another moto's snapshot is refused and a damaged one set aside
+without touching the running state, a service pickle cannot handle is skipped, a save
+reads the state under the caller's lock (and calls the journal boundary there), nothing
+is unpickled before the HMAC passes; then the moto internals the snapshot relies on. The
+round trip is in ``test_localcloud_snapshot_pickling``, the object bodies' tests in
+``test_localcloud_snapshot_bodies``, the scheduler's in ``test_localcloud_journal_durability``.
 """
 
 from __future__ import annotations
@@ -13,17 +14,14 @@ from __future__ import annotations
 import os
 import pickle
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from imgcli.localcloud import persistence
-from imgcli.localcloud.persistence import SnapshotScheduler
-from imgcli.localcloud.snapshot_errors import SnapshotError
-from tests.localcloud_snapshots import client, rewrite_body, rewrite_header, wipe_moto
+from imgcli.localcloud.snapshot_errors import SnapshotError, SnapshotRejected
+from tests.localcloud_snapshots import KEY, client, rewrite_body, rewrite_header, wipe_moto
 
 
 @pytest.fixture
@@ -43,11 +41,11 @@ def test_a_running_server_serves_the_loaded_state(snapshot: Path) -> None:
         s3.create_bucket(Bucket="served")
         s3.put_object(Bucket="served", Key="a b.jpg", Body=b"jpeg")
         api_id = apigateway.create_api(Name="imgcli", ProtocolType="HTTP")["ApiId"]
-        persistence.save_snapshot(snapshot)
+        persistence.save_snapshot(snapshot, key=KEY)
         s3.delete_object(Bucket="served", Key="a b.jpg")
         apigateway.delete_api(ApiId=api_id)
 
-        persistence.load_snapshot(snapshot)
+        persistence.load_snapshot(snapshot, key=KEY)
 
         # The same clients, on the same server, see the saved state again.
         assert s3.get_object(Bucket="served", Key="a b.jpg")["Body"].read() == b"jpeg"
@@ -62,7 +60,7 @@ def test_a_running_server_serves_the_loaded_state(snapshot: Path) -> None:
 
 def test_no_snapshot_loads_nothing(moto_aws: None, snapshot: Path) -> None:
     client("s3").create_bucket(Bucket="kept")
-    assert persistence.load_snapshot(snapshot) is None
+    assert persistence.load_snapshot(snapshot, key=KEY) is None
     assert [bucket["Name"] for bucket in client("s3").list_buckets()["Buckets"]] == ["kept"]
 
 
@@ -71,7 +69,7 @@ def test_a_failed_rename_keeps_the_last_good_snapshot(
 ) -> None:
     s3 = client("s3")
     s3.create_bucket(Bucket="old")
-    persistence.save_snapshot(snapshot)
+    persistence.save_snapshot(snapshot, key=KEY)
     good = snapshot.read_bytes()
     s3.create_bucket(Bucket="new")
 
@@ -80,14 +78,14 @@ def test_a_failed_rename_keeps_the_last_good_snapshot(
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="simulated crash"):
-        persistence.save_snapshot(snapshot)
+        persistence.save_snapshot(snapshot, key=KEY)
     monkeypatch.undo()
 
     assert snapshot.read_bytes() == good
     # No temporary file left behind.
     assert sorted(snapshot.parent.iterdir()) == [snapshot, persistence.bodies_directory(snapshot)]
     wipe_moto()
-    persistence.load_snapshot(snapshot)
+    persistence.load_snapshot(snapshot, key=KEY)
     assert [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]] == ["old"]
 
 
@@ -95,12 +93,12 @@ def test_a_temporary_file_left_by_a_killed_save_is_ignored_then_removed(
     moto_aws: None, snapshot: Path
 ) -> None:
     client("s3").create_bucket(Bucket="kept")
-    persistence.save_snapshot(snapshot)
+    persistence.save_snapshot(snapshot, key=KEY)
     leftover = snapshot.parent / f".{snapshot.name}.abc123.tmp"
     leftover.write_bytes(b"half a snapshot")
     wipe_moto()
-    assert persistence.load_snapshot(snapshot) is not None
-    persistence.save_snapshot(snapshot)
+    assert persistence.load_snapshot(snapshot, key=KEY) is not None
+    persistence.save_snapshot(snapshot, key=KEY)
     assert not leftover.exists()
 
 
@@ -111,12 +109,12 @@ def test_a_temporary_file_left_by_a_killed_save_is_ignored_then_removed(
 def test_another_versions_snapshot_is_refused(
     moto_aws: None, snapshot: Path, changes: dict[str, Any], saved_by: str
 ) -> None:
-    persistence.save_snapshot(snapshot)
+    persistence.save_snapshot(snapshot, key=KEY)
     rewrite_header(snapshot, **changes)
     client("s3").create_bucket(Bucket="running")
 
     with pytest.raises(SnapshotError) as refused:
-        persistence.load_snapshot(snapshot)
+        persistence.load_snapshot(snapshot, key=KEY)
 
     message = str(refused.value)
     assert saved_by in message
@@ -138,27 +136,60 @@ def damage(path: Path, how: str) -> None:
     elif how == "not a snapshot":
         path.write_bytes(b"PK\x03\x04 some zip")
     elif how == "header only":
-        path.write_bytes(data[: data.index(b"\n", len(persistence.MAGIC)) + 1])
-    elif how == "bad header":
-        path.write_bytes(persistence.MAGIC + b"{not json\n" + data)
+        path.write_bytes(data[: data.index(b"\n", data.index(b"\n", len(persistence.MAGIC)) + 1)])
+    elif how == "altered header":
+        path.write_bytes(data.replace(b'"skipped": []', b'"skipped": ["s3"]'))
+    elif how == "format 2":  # what imgcli wrote before snapshots were authenticated
+        _, _, header, body = data.split(b"\n", 3)
+        path.write_bytes(persistence.MAGIC + header + body)
 
 
 @pytest.mark.parametrize(
-    "how", ["truncated", "flipped byte", "empty", "not a snapshot", "header only", "bad header"]
+    "how",
+    [
+        "truncated",
+        "flipped byte",
+        "empty",
+        "not a snapshot",
+        "header only",
+        "altered header",
+        "format 2",
+    ],
 )
-def test_a_damaged_snapshot_is_refused_and_the_state_untouched(
+def test_a_snapshot_that_fails_its_check_is_set_aside_and_the_state_untouched(
     moto_aws: None, snapshot: Path, how: str
 ) -> None:
     s3 = client("s3")
     s3.create_bucket(Bucket="saved")
     s3.put_object(Bucket="saved", Key="k", Body=b"x" * 50_000)
-    persistence.save_snapshot(snapshot)
+    persistence.save_snapshot(snapshot, key=KEY)
     damage(snapshot, how)
+    damaged = snapshot.read_bytes()
 
-    with pytest.raises(SnapshotError, match="imgcli local reset"):
-        persistence.load_snapshot(snapshot)
+    with pytest.raises(SnapshotRejected) as rejected:
+        persistence.load_snapshot(snapshot, key=KEY)
 
+    aside = rejected.value.set_aside_as
+    assert aside is not None and aside.name.startswith("state.pickle.rejected-")
+    assert str(aside) in str(rejected.value)
+    assert (aside.read_bytes(), snapshot.exists()) == (damaged, False)
+    assert persistence.bodies_directory(aside).is_dir()
     assert s3.get_object(Bucket="saved", Key="k")["Body"].read() == b"x" * 50_000
+
+
+def test_a_snapshot_is_only_unpickled_after_its_hmac_passes(
+    moto_aws: None, snapshot: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a planted snapshot would be: a pickle that runs code when loaded.
+    persistence.save_snapshot(snapshot, key=KEY)
+    ran: list[str] = []
+    # The first thing a load unpickles (the body files' names, before the backends).
+    monkeypatch.setattr(pickle, "load", lambda *args, **kwargs: ran.append("pickle.load"))
+
+    with pytest.raises(SnapshotRejected, match="fails its HMAC"):
+        persistence.load_snapshot(snapshot, key=b"somebody else's key")
+
+    assert ran == []
 
 
 def test_a_service_that_cannot_be_pickled_is_skipped_not_fatal(
@@ -167,9 +198,9 @@ def test_a_service_that_cannot_be_pickled_is_skipped_not_fatal(
     client("s3").create_bucket(Bucket="kept")
     client("kms").create_key()  # moto keeps a cryptography key object, which pickle refuses
 
-    saved = persistence.save_snapshot(snapshot)
+    saved = persistence.save_snapshot(snapshot, key=KEY)
     wipe_moto()
-    loaded = persistence.load_snapshot(snapshot)
+    loaded = persistence.load_snapshot(snapshot, key=KEY)
 
     assert saved.skipped == ("kms",)
     assert loaded is not None
@@ -181,7 +212,7 @@ def test_a_service_that_cannot_be_pickled_is_skipped_not_fatal(
 def test_a_checked_snapshot_that_cannot_be_restored_leaves_moto_empty(
     moto_aws: None, snapshot: Path
 ) -> None:
-    persistence.save_snapshot(snapshot)
+    persistence.save_snapshot(snapshot, key=KEY)
     # A whole, correctly checksummed snapshot naming backends moto does not have: what a
     # change to moto's layout under the same version string would look like.
     body = pickle.dumps([("moto.s3.models", "no_such_backends", {}, {})])
@@ -189,7 +220,7 @@ def test_a_checked_snapshot_that_cannot_be_restored_leaves_moto_empty(
     client("s3").create_bucket(Bucket="running")
 
     with pytest.raises(SnapshotError, match="imgcli local reset"):
-        persistence.load_snapshot(snapshot)
+        persistence.load_snapshot(snapshot, key=KEY)
 
     assert client("s3").list_buckets()["Buckets"] == []
 
@@ -199,7 +230,7 @@ def test_save_reads_the_state_under_the_callers_lock(moto_aws: None, snapshot: P
     finished = threading.Event()
 
     def save() -> None:
-        persistence.save_snapshot(snapshot, lock=lock)
+        persistence.save_snapshot(snapshot, key=KEY, lock=lock)
         finished.set()
 
     with lock:
@@ -210,80 +241,21 @@ def test_save_reads_the_state_under_the_callers_lock(moto_aws: None, snapshot: P
     assert finished.is_set()
 
 
-# --- the scheduler ------------------------------------------------------------------------
-
-TICK = 0.02
-
-
-def wait_until(condition: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(TICK / 2)
-
-
-@pytest.fixture
-def scheduler(moto_aws: None, snapshot: Path) -> Iterator[SnapshotScheduler]:
-    scheduler = SnapshotScheduler(snapshot, interval_s=TICK)
-    yield scheduler
-    scheduler.stop()
-
-
-def test_scheduler_saves_nothing_while_nothing_changes(
-    scheduler: SnapshotScheduler, snapshot: Path
-) -> None:
-    time.sleep(TICK * 10)
-    assert (scheduler.saves, snapshot.exists()) == (0, False)
-    assert scheduler.stop() is None
-    assert not snapshot.exists()
-
-
-def test_scheduler_saves_a_change_then_settles(
-    scheduler: SnapshotScheduler, snapshot: Path
-) -> None:
-    client("s3").create_bucket(Bucket="changed")
-    scheduler.mark_dirty()
-    # One save for the change, one more for a change marked before moto applied it.
-    wait_until(lambda: scheduler.saves == 2)
-    time.sleep(TICK * 10)
-    assert scheduler.saves == 2
-    wipe_moto()
-    persistence.load_snapshot(snapshot)
-    assert [bucket["Name"] for bucket in client("s3").list_buckets()["Buckets"]] == ["changed"]
-
-
-def test_scheduler_saves_once_more_on_stop(moto_aws: None, snapshot: Path) -> None:
-    scheduler = SnapshotScheduler(snapshot, interval_s=60)
-    client("s3").create_bucket(Bucket="last-second")
-    scheduler.mark_dirty()
-
-    info = scheduler.stop()
-
-    assert info is not None
-    assert (info.path, scheduler.saves) == (snapshot, 1)
-    assert scheduler.stop() is None  # idempotent
-    wipe_moto()
-    persistence.load_snapshot(snapshot)
-    assert [bucket["Name"] for bucket in client("s3").list_buckets()["Buckets"]] == ["last-second"]
-
-
-def test_scheduler_retries_a_failed_save(moto_aws: None, tmp_path: Path) -> None:
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("")
-    snapshot = blocker / "state.pickle"  # cannot be written while blocker is a file
-    scheduler = SnapshotScheduler(snapshot, interval_s=TICK)
-    try:
-        scheduler.mark_dirty()
-        time.sleep(TICK * 5)
-        assert scheduler.saves == 0
-        blocker.unlink()
-        wait_until(lambda: scheduler.saves >= 1)
-        assert snapshot.exists()
-    finally:
-        scheduler.stop()
-
-
 # --- the moto internals this relies on ----------------------------------------------------
+
+
+def test_the_boundary_runs_under_the_lock_and_the_snapshot_records_it(
+    moto_aws: None, snapshot: Path
+) -> None:
+    lock = threading.Lock()
+    info = persistence.save_snapshot(
+        snapshot, key=KEY, lock=lock, boundary=lambda: 7 if lock.locked() else -1
+    )
+    wipe_moto()
+    loaded = persistence.load_snapshot(snapshot, key=KEY)
+    assert loaded is not None
+    assert (info.journal_generation, loaded.journal_generation) == (7, 7)
+    assert snapshot.stat().st_mode & 0o777 == 0o600
 
 
 def test_moto_internals_are_where_persistence_expects_them() -> None:

@@ -2,27 +2,22 @@
 
 Each body is written once, to a file of its own, and kept out of the snapshot; a deleted
 object's file goes, a missing or cut-short one is refused before the running state is
-touched, a body that cannot be written fails the save, and a format 1 snapshot, which held
-the bodies inside the pickle, still loads.
+touched, a body that cannot be written fails the save, and new bodies are fsynced once the
+caller's lock is released.
 """
 
 from __future__ import annotations
 
-import copyreg
-import io
 import os
-import pickle
-from collections import ChainMap
+import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
-from moto.core.base_backend import BackendDict
 from moto.s3.models import s3_backends
 
 from imgcli.localcloud import persistence
 from imgcli.localcloud.snapshot_errors import SnapshotError
-from tests.localcloud_snapshots import ACCOUNT, client, rewrite_body, rewrite_header, wipe_moto
+from tests.localcloud_snapshots import ACCOUNT, KEY, client, wipe_moto
 
 
 @pytest.fixture
@@ -41,20 +36,20 @@ def test_object_bodies_are_written_once_and_kept_out_of_the_snapshot(
     s3.create_bucket(Bucket="bodies")
     big = os.urandom(1_000_000)
     s3.put_object(Bucket="bodies", Key="big.jpg", Body=big)
-    first = persistence.save_snapshot(snapshot)
+    first = persistence.save_snapshot(snapshot, key=KEY)
     s3.put_object(Bucket="bodies", Key="small.jpg", Body=b"small")
-    second = persistence.save_snapshot(snapshot)
-    third = persistence.save_snapshot(snapshot)
+    second = persistence.save_snapshot(snapshot, key=KEY)
+    third = persistence.save_snapshot(snapshot, key=KEY)
 
     # Each body once, by the first save that saw it; the snapshot holds none of them.
     assert (first.bodies_written, second.bodies_written, third.bodies_written) == (1, 1, 0)
     assert third.size_bytes < len(big) // 10
     assert body_files(snapshot) == sorted([big, b"small"])
     wipe_moto()
-    persistence.load_snapshot(snapshot)
+    persistence.load_snapshot(snapshot, key=KEY)
     assert s3.get_object(Bucket="bodies", Key="big.jpg")["Body"].read() == big
     # The restored key still knows its file: the next save writes nothing.
-    assert persistence.save_snapshot(snapshot).bodies_written == 0
+    assert persistence.save_snapshot(snapshot, key=KEY).bodies_written == 0
 
 
 def test_a_deleted_objects_body_goes_with_it_and_a_copy_keeps_the_content(
@@ -64,21 +59,21 @@ def test_a_deleted_objects_body_goes_with_it_and_a_copy_keeps_the_content(
     s3.create_bucket(Bucket="bodies")
     s3.put_object(Bucket="bodies", Key="source.jpg", Body=b"content")
     s3.put_object(Bucket="bodies", Key="gone.jpg", Body=b"gone")
-    persistence.save_snapshot(snapshot)
+    persistence.save_snapshot(snapshot, key=KEY)
     s3.copy_object(
         Bucket="bodies", Key="copy.jpg", CopySource={"Bucket": "bodies", "Key": "source.jpg"}
     )
     s3.delete_objects(
         Bucket="bodies", Delete={"Objects": [{"Key": "source.jpg"}, {"Key": "gone.jpg"}]}
     )
-    persistence.save_snapshot(snapshot)
+    persistence.save_snapshot(snapshot, key=KEY)
 
     assert body_files(snapshot) == [b"content"]
     wipe_moto()
-    persistence.load_snapshot(snapshot)
+    persistence.load_snapshot(snapshot, key=KEY)
     assert s3.get_object(Bucket="bodies", Key="copy.jpg")["Body"].read() == b"content"
     s3.delete_object(Bucket="bodies", Key="copy.jpg")
-    persistence.save_snapshot(snapshot)
+    persistence.save_snapshot(snapshot, key=KEY)
     assert body_files(snapshot) == []
 
 
@@ -98,7 +93,7 @@ def test_saving_a_body_leaves_its_buffer_where_moto_had_it(
     assert key._value_buffer._rolled == (held == "in a file")
     key._value_buffer.seek(1234)
 
-    persistence.save_snapshot(snapshot)
+    persistence.save_snapshot(snapshot, key=KEY)
 
     assert key._value_buffer.tell() == 1234
     assert body_files(snapshot) == [data]
@@ -111,7 +106,7 @@ def test_a_missing_or_damaged_body_is_refused_and_the_state_untouched(
     s3 = client("s3")
     s3.create_bucket(Bucket="bodies")
     s3.put_object(Bucket="bodies", Key="k.jpg", Body=b"0123456789")
-    persistence.save_snapshot(snapshot)
+    persistence.save_snapshot(snapshot, key=KEY)
     (body,) = persistence.bodies_directory(snapshot).iterdir()
     if damage == "removed":
         body.unlink()
@@ -120,7 +115,7 @@ def test_a_missing_or_damaged_body_is_refused_and_the_state_untouched(
     s3.create_bucket(Bucket="running")
 
     with pytest.raises(SnapshotError, match=r"names an object body that is .*imgcli local reset"):
-        persistence.load_snapshot(snapshot)
+        persistence.load_snapshot(snapshot, key=KEY)
 
     assert [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]] == ["bodies", "running"]
 
@@ -140,7 +135,7 @@ def test_a_completed_multipart_upload_survives_saves_before_and_after_it(
         )["ETag"]
         for number, body in ((1, os.urandom(part_size)), (2, b"end"))
     ]
-    persistence.save_snapshot(snapshot)  # the parts, while the upload is in progress
+    persistence.save_snapshot(snapshot, key=KEY)  # the parts, while the upload is in progress
     s3.complete_multipart_upload(
         Bucket="bodies",
         Key="big.jpg",
@@ -150,12 +145,12 @@ def test_a_completed_multipart_upload_survives_saves_before_and_after_it(
         },
     )
     whole = s3.get_object(Bucket="bodies", Key="big.jpg")["Body"].read()
-    persistence.save_snapshot(snapshot)
-    persistence.save_snapshot(snapshot)
+    persistence.save_snapshot(snapshot, key=KEY)
+    persistence.save_snapshot(snapshot, key=KEY)
 
     assert body_files(snapshot) == [whole]
     wipe_moto()
-    persistence.load_snapshot(snapshot)
+    persistence.load_snapshot(snapshot, key=KEY)
     assert s3.get_object(Bucket="bodies", Key="big.jpg")["Body"].read() == whole
 
 
@@ -165,7 +160,7 @@ def test_a_body_that_cannot_be_written_fails_the_save_and_keeps_the_last_one(
     s3 = client("s3")
     s3.create_bucket(Bucket="bodies")
     s3.put_object(Bucket="bodies", Key="old.jpg", Body=b"old")
-    persistence.save_snapshot(snapshot)
+    persistence.save_snapshot(snapshot, key=KEY)
     good = snapshot.read_bytes()
     s3.put_object(Bucket="bodies", Key="new.jpg", Body=b"new")
 
@@ -175,33 +170,35 @@ def test_a_body_that_cannot_be_written_fails_the_save_and_keeps_the_last_one(
     monkeypatch.setattr(os, "fsync", disk_full)
     # Not "S3 cannot be pickled, saved without it": the save fails.
     with pytest.raises(SnapshotError, match="No space left on device"):
-        persistence.save_snapshot(snapshot)
+        persistence.save_snapshot(snapshot, key=KEY)
     monkeypatch.undo()
 
     assert snapshot.read_bytes() == good
     assert body_files(snapshot) == [b"old"]
 
 
-def test_a_format_1_snapshot_with_the_bodies_inside_still_loads(
-    moto_aws: None, snapshot: Path
+def test_new_bodies_are_fsynced_after_the_lock_is_released(
+    moto_aws: None, snapshot: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Under the lock every writer waits: a thousand fsyncs there would stall them all.
     s3 = client("s3")
     s3.create_bucket(Bucket="bodies")
-    s3.put_object(Bucket="bodies", Key="k.jpg", Body=b"inside")
-    # What format 1 wrote: the same pickle, with moto's own pickling of each key.
-    backend_dicts = list(BackendDict._instances)  # type: ignore[misc]
-    entries = [persistence._entry(backends) for backends in backend_dicts]
-    buffer = io.BytesIO()
-    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    pickler.dispatch_table = ChainMap[type, Any](dict(persistence._fixes()), copyreg.dispatch_table)
-    pickler.dump(entries)
-    persistence.save_snapshot(snapshot)
-    rewrite_header(snapshot, format=1)
-    rewrite_body(snapshot, buffer.getvalue())
-    wipe_moto()
+    for number in range(3):
+        s3.put_object(Bucket="bodies", Key=f"{number}.jpg", Body=b"body %d" % number)
+    lock = threading.Lock()
+    synced_under_lock: list[bool] = []
+    real_fsync = os.fsync
 
-    assert persistence.load_snapshot(snapshot) is not None
-    assert s3.get_object(Bucket="bodies", Key="k.jpg")["Body"].read() == b"inside"
+    def fsync(descriptor: int) -> None:
+        synced_under_lock.append(lock.locked())
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    info = persistence.save_snapshot(snapshot, key=KEY, lock=lock)
+
+    assert info.bodies_written == 3
+    assert len(synced_under_lock) >= 3
+    assert not any(synced_under_lock)
 
 
 def test_a_body_removed_by_hand_is_written_again_by_the_next_save(
@@ -210,11 +207,11 @@ def test_a_body_removed_by_hand_is_written_again_by_the_next_save(
     s3 = client("s3")
     s3.create_bucket(Bucket="bodies")
     s3.put_object(Bucket="bodies", Key="k.jpg", Body=b"body")
-    persistence.save_snapshot(snapshot)
+    persistence.save_snapshot(snapshot, key=KEY)
     for path in persistence.bodies_directory(snapshot).iterdir():
         path.unlink()
 
-    assert persistence.save_snapshot(snapshot).bodies_written == 1
+    assert persistence.save_snapshot(snapshot, key=KEY).bodies_written == 1
     wipe_moto()
-    persistence.load_snapshot(snapshot)
+    persistence.load_snapshot(snapshot, key=KEY)
     assert s3.get_object(Bucket="bodies", Key="k.jpg")["Body"].read() == b"body"

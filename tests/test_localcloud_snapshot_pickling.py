@@ -24,7 +24,7 @@ import pytest
 
 from imgcli.localcloud import persistence
 from tests.conftest import FAKE_REGION
-from tests.localcloud_snapshots import ACCOUNT, client, wipe_moto
+from tests.localcloud_snapshots import ACCOUNT, KEY, client, wipe_moto
 
 OBJECTS = 1_000
 OBJECT_BYTES = 20_000
@@ -280,9 +280,10 @@ import json, sys
 from pathlib import Path
 from moto import mock_aws
 from imgcli.localcloud import persistence
+from tests.localcloud_snapshots import KEY
 from tests.test_localcloud_snapshot_pickling import observed_json
 with mock_aws():
-    persistence.load_snapshot(Path(sys.argv[1]))
+    persistence.load_snapshot(Path(sys.argv[1]), key=KEY)
     print(observed_json(json.loads(sys.argv[2])))
 """
 
@@ -318,10 +319,10 @@ def test_round_trip_restores_everything_a_client_can_see(moto_aws: None, snapsho
     assert len(before["versions"]["Versions"]) == 4
     assert len(before["versions"]["DeleteMarkers"]) == 1
 
-    saved = persistence.save_snapshot(snapshot)
+    saved = persistence.save_snapshot(snapshot, key=KEY)
     wipe_moto()
     assert client("s3").list_buckets()["Buckets"] == []
-    loaded = persistence.load_snapshot(snapshot)
+    loaded = persistence.load_snapshot(snapshot, key=KEY)
 
     assert loaded is not None
     assert observe(ids) == before
@@ -371,9 +372,9 @@ def test_restored_state_keeps_working(moto_aws: None, snapshot: Path) -> None:
         BillingMode="PAY_PER_REQUEST",
     )
     dynamodb.put_item(TableName="t", Item={"pk": {"S": "a"}, "n": {"N": "1"}})
-    persistence.save_snapshot(snapshot)
+    persistence.save_snapshot(snapshot, key=KEY)
     wipe_moto()
-    persistence.load_snapshot(snapshot)
+    persistence.load_snapshot(snapshot, key=KEY)
 
     second = s3.put_object(Bucket="versioned", Key="k", Body=b"two")["VersionId"]
     listed = s3.list_object_versions(Bucket="versioned", Prefix="k")["Versions"]

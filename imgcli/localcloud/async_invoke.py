@@ -11,6 +11,15 @@ failing function cannot stall the others.
 The invoker sits in front of a synchronous :class:`~imgcli.localcloud.runtime.Invoker` (the
 ``LambdaRuntime``) and, like it, knows nothing about moto: ``moto_lambda`` supplies the
 functions, their event invoke configs and the delivery to destinations.
+
+**Events survive a crash.** An accepted event is a promise (S3 told the writer its object
+is stored; Lambda answered 202), so an ``EventJournal`` (the server's journal,
+``journal_layer.EventLedger``) notes each event as it is submitted and again once it is
+settled: succeeded, delivered to its on-failure destination, or given up (too old, its
+function gone). Events still queued when the invoker shuts down are *not* settled: the
+next start ``resubmit``s them, with their original payloads and ids, as it does events a
+crash left unsettled. An event that had run without being noted settled runs again:
+delivery is at least once, as on AWS.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from imgcli.localcloud.runtime import (
     FunctionSpec,
@@ -52,6 +61,16 @@ class AsyncConfig:
     maximum_event_age_s: float = DEFAULT_MAX_EVENT_AGE_S
     on_failure: str | None = None
     on_success: str | None = None
+
+
+class EventJournal(Protocol):
+    """Notes each event from submission until it is settled, so a restart can resume it."""
+
+    def submitted(self, event_id: str, function: str, payload: bytes) -> None:
+        """Note a new event; returns once it would survive a crash."""
+
+    def finished(self, event_id: str) -> None:
+        """Note that the event is settled and must not run again."""
 
 
 @dataclass
@@ -88,6 +107,7 @@ class AsyncInvoker:
         retry_delays: Sequence[float] = AWS_RETRY_DELAYS,
         threads: int = 4,
         clock: Callable[[], float] = time.monotonic,
+        journal: EventJournal | None = None,
     ) -> None:
         if threads < 1:
             raise ValueError("threads must be at least 1")
@@ -99,6 +119,7 @@ class AsyncInvoker:
         self._send = send_to_destination
         self._retry_delays = tuple(retry_delays)
         self._clock = clock
+        self._journal = journal
         self._cond = threading.Condition()
         self._due: list[tuple[float, int, _Event]] = []
         self._order = itertools.count()
@@ -111,14 +132,34 @@ class AsyncInvoker:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, function: str, payload: bytes) -> None:
-        """Queues one asynchronous invocation of a function (name or ARN) and returns at once."""
+    def submit(self, function: str, payload: bytes) -> str:
+        """Queues one asynchronous invocation of a function (name or ARN); returns its id.
+
+        Returns at once, or, with a journal, once the journal holds the event.
+        """
         event = _Event(str(uuid.uuid4()), function, payload, submitted_at=self._clock())
         with self._cond:
             if not self._running:
                 raise RuntimeError("the asynchronous invoker has been shut down")
+        if self._journal is not None:
+            self._journal.submitted(event.request_id, function, payload)
+        self._enqueue(event)
+        return event.request_id
+
+    def resubmit(self, event_id: str, function: str, payload: bytes, *, age_s: float) -> None:
+        """Queues again an event submitted before a restart (the journal still holds it).
+
+        ``age_s`` is how long ago it was first submitted, for ``MaximumEventAgeInSeconds``.
+        """
+        submitted_at = self._clock() - max(age_s, 0.0)
+        self._enqueue(_Event(event_id, function, payload, submitted_at=submitted_at))
+
+    def _enqueue(self, event: _Event) -> None:
+        with self._cond:
+            if not self._running:
+                raise RuntimeError("the asynchronous invoker has been shut down")
             self._outstanding += 1
-            self._schedule(event, event.submitted_at)
+            self._schedule(event, self._clock())
 
     def drain(self, timeout: float) -> bool:
         """Waits until every submitted event has succeeded or been given up; False on timeout."""
@@ -161,12 +202,22 @@ class AsyncInvoker:
             except Exception:  # a bug in one event must not kill the thread
                 logger.exception("asynchronous invocation %s failed", event.request_id)
                 retry_at = None
+            if retry_at is None:
+                self._settled(event)
             with self._cond:
                 if retry_at is not None and self._running:
                     self._schedule(event, retry_at)
                 else:
                     self._outstanding -= 1
                     self._cond.notify_all()
+
+    def _settled(self, event: _Event) -> None:
+        if self._journal is None:
+            return
+        try:
+            self._journal.finished(event.request_id)
+        except Exception:  # at worst the event runs once more after a restart
+            logger.exception("could not note event %s as settled", event.request_id)
 
     def _attempt(self, event: _Event) -> float | None:
         """Runs one attempt; returns when to retry, or None when the event is settled."""

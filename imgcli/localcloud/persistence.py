@@ -11,7 +11,10 @@ items took 8-9 s, produced new ids unless seeded, re-ran every invocation and gr
 bound. Pickling the backends themselves takes a fraction of a second, keeps ids, and its
 size follows the state, not its history. All backends go into **one** pickle, so that an
 object two services share (a backend holding another service's objects) is still one
-object after loading.
+object after loading. What changed since the last snapshot is in the journal
+(``journal``): a snapshot is taken at a journal generation boundary and records that
+generation, and the start-up replays the generations from it onwards
+(``journal_recovery``).
 
 This module writes and reads that snapshot and puts its state back into moto;
 ``snapshot_pickling`` fixes what plain pickle gets wrong about moto's objects, and
@@ -34,22 +37,31 @@ the discarded objects alive) and puts the loaded backends into the live ``Backen
 objects, so a moto server already serving, and every client pointed at it, sees the
 loaded state. Order matters: moto's S3 reset disposes every ``FakeKey`` it has ever
 tracked, including freshly unpickled ones, so the reset happens before unpickling, and
-only after the file has passed every check (header, versions, length, SHA-256): a corrupt
-snapshot never touches the running state.
+only after the file has passed every check (HMAC, versions, length, body files): a
+corrupt snapshot never touches the running state.
 
-**Atomicity.** The state is pickled to memory (holding the caller's lock only for that),
-then written to a temporary file in the same directory, fsynced, and renamed over the
-snapshot, and the directory is fsynced: a crash at any point leaves either the last good
-snapshot or the new one, never a half-written file under the snapshot's name.
+**Atomicity.** The state is pickled to memory (holding the caller's lock only for that,
+and for writing new bodies' files, which are fsynced after it is released), then written
+to a temporary file in the same directory, fsynced, and renamed over the snapshot, and
+the directory is fsynced: a crash at any point leaves either the last good snapshot or
+the new one, never a half-written file under the snapshot's name.
 
 **Versioning.** A JSON header before the pickle records the moto version and
 ``FORMAT_VERSION``. A pickle of moto's internals is only meaningful to the moto that wrote
 it, so another version's snapshot is refused, before anything is unpickled, with a
 ``SnapshotError`` that says what to do (``imgcli local reset``). A missing file means
-"nothing saved yet" (``None``); anything unreadable is a ``SnapshotError``, never a crash.
+"nothing saved yet" (``None``).
 
-The pickle is read only from the user's own data directory, written by this module with
-owner-only permissions; it is trusted like the rest of that directory.
+**Authenticated before anything is unpickled.** Unpickling runs code, so a snapshot
+planted in the data dir would run whatever its author chose at the next start. The
+first line after ``MAGIC`` is an HMAC-SHA256, keyed by the local cloud's secret
+(``secret.OwnerKey.derived("snapshot")``), of the header and the body as stored; it is
+checked first. A snapshot that fails it (altered, damaged, or saved under another
+secret), and one of the unauthenticated formats 1 and 2 earlier versions wrote, is
+renamed aside with its bodies (``state.pickle.rejected-<utc>``) and never loaded:
+``load_snapshot`` raises ``SnapshotRejected``, naming the file, and the server starts
+empty and says so. A snapshot of another moto, authentic but unreadable here, is still
+refused without being moved, so the imgcli that wrote it can read it.
 
 These three modules are the only ones that pickle moto's internals;
 ``check_moto_internals`` (with each one's probes) and its test fail loudly when a moto
@@ -61,6 +73,7 @@ from __future__ import annotations
 import copyreg
 import functools
 import hashlib
+import hmac
 import importlib
 import io
 import json
@@ -93,7 +106,7 @@ from imgcli.localcloud.snapshot_bodies import (
     moved_key_internals,
     restore_key,
 )
-from imgcli.localcloud.snapshot_errors import SnapshotError
+from imgcli.localcloud.snapshot_errors import SnapshotError, SnapshotRejected
 from imgcli.localcloud.snapshot_pickling import (
     Reduction,
     extra_attributes,
@@ -104,9 +117,10 @@ from imgcli.localcloud.snapshot_pickling import (
 )
 
 #: Bumped whenever the layout of the header or of the pickled payload changes.
-FORMAT_VERSION: Final = 2
-#: What this module can load: version 1 held the bodies inside the pickle.
-READABLE_FORMATS: Final = (1, 2)
+#: Version 1 held the bodies inside the pickle; 2 was not authenticated.
+FORMAT_VERSION: Final = 3
+#: What this module can load.
+READABLE_FORMATS: Final = (3,)
 #: The moto whose internals a snapshot holds; another moto cannot read them.
 MOTO_VERSION: Final[str] = moto.__version__
 #: First line of every snapshot, so that any other file is recognised as "not a snapshot".
@@ -135,7 +149,8 @@ class SnapshotInfo:
     because their state cannot be pickled (see ``save_snapshot``); ``size_bytes`` is the
     snapshot file (the object bodies are not in it); ``bodies_written`` is how many body
     files a save wrote (0 for a load); ``seconds`` is how long the save (pickling and
-    writing) or the load (reading, checking, unpickling and installing) took.
+    writing) or the load (reading, checking, unpickling and installing) took;
+    ``journal_generation`` is the generation the journal started when it was taken.
     """
 
     path: Path
@@ -147,6 +162,8 @@ class SnapshotInfo:
     size_bytes: int
     seconds: float
     bodies_written: int = 0
+    #: The first journal generation that is not in this snapshot.
+    journal_generation: int = 0
 
 
 def bodies_directory(path: Path) -> Path:
@@ -159,28 +176,42 @@ def bodies_directory(path: Path) -> Path:
 _save_lock = threading.Lock()
 
 
-def save_snapshot(path: Path, *, lock: Lock | None = None) -> SnapshotInfo:
+def save_snapshot(
+    path: Path,
+    *,
+    key: bytes,
+    lock: Lock | None = None,
+    boundary: Callable[[], int] | None = None,
+) -> SnapshotInfo:
     """Write everything moto holds to ``path``, atomically; return what was written.
 
-    ``lock``, when given, is held while the state is read (not while the file is
-    written), so a caller that takes it around mutations gets a consistent snapshot.
-    A service whose state cannot be pickled at all (KMS keeps ``cryptography`` keys) is
-    left out with a warning and listed in ``SnapshotInfo.skipped``, rather than costing
-    every other service its state; the stack's own services are all covered.
+    ``key`` authenticates it (see the module docstring). ``lock``, when given, is held
+    while the state is read (not while the file is written), so a caller that takes it
+    around mutations gets a consistent snapshot; ``boundary``, when given, is called
+    under it just before, and returns the journal generation the snapshot records (the
+    journal's rotation). A service whose state cannot be pickled at all (KMS keeps
+    ``cryptography`` keys) is left out with a warning and listed in
+    ``SnapshotInfo.skipped``, rather than costing every other service its state; the
+    stack's own services are all covered.
     """
     check_moto_internals()
     with _save_lock:
-        return _save(path, lock)
+        return _save(path, key, lock, boundary)
 
 
-def _save(path: Path, lock: Lock | None) -> SnapshotInfo:
+def _save(
+    path: Path, key: bytes, lock: Lock | None, boundary: Callable[[], int] | None
+) -> SnapshotInfo:
     started = time.perf_counter()
     bodies = BodyWriter(bodies_directory(path), _restored_key)
     try:
-        dump = _dump_with_retries(lock, bodies)
-    except BodyNotSaved as error:
-        raise SnapshotError(str(error)) from error
-    fsync_directory(bodies.directory)
+        generation, dump = _dump_with_retries(lock, boundary, bodies)
+        bodies.sync()
+    except BaseException as error:
+        bodies.discard_unsynced()
+        if isinstance(error, BodyNotSaved):
+            raise SnapshotError(str(error)) from error
+        raise
     # The files it names first, so that a load can check them before it changes anything.
     body = pickle.dumps(bodies.named, protocol=pickle.HIGHEST_PROTOCOL) + dump.body
     saved_at = datetime.now(UTC)
@@ -192,9 +223,10 @@ def _save(path: Path, lock: Lock | None) -> SnapshotInfo:
         "services": dump.services,
         "skipped": dump.skipped,
         "body_bytes": len(body),
-        "body_sha256": hashlib.sha256(body).hexdigest(),
+        "journal_generation": generation,
     }
-    head = MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n"
+    header_line = json.dumps(header, sort_keys=True).encode() + b"\n"
+    head = MAGIC + _mac(key, header_line, body).encode() + b"\n" + header_line
     _write_atomically(path, head, body)
     bodies.remove_unnamed()
     info = SnapshotInfo(
@@ -207,20 +239,22 @@ def _save(path: Path, lock: Lock | None) -> SnapshotInfo:
         size_bytes=len(head) + len(body),
         seconds=time.perf_counter() - started,
         bodies_written=bodies.written,
+        journal_generation=generation,
     )
     logger.info("saved %s (%d bytes) in %.3f s", path, info.size_bytes, info.seconds)
     return info
 
 
-def load_snapshot(path: Path, *, lock: Lock | None = None) -> SnapshotInfo | None:
+def load_snapshot(path: Path, *, key: bytes, lock: Lock | None = None) -> SnapshotInfo | None:
     """Replace moto's state with the snapshot at ``path``; ``None`` if there is none.
 
-    Raises ``SnapshotError`` for a snapshot of another moto or format version, for a file
-    that is not a complete snapshot, and for one whose body files are missing or cut short;
-    in all these cases the running state is untouched.
-    A snapshot that passes those checks yet fails to unpickle (only a change to moto or
-    to this module could cause that) raises ``SnapshotError`` too, leaving moto empty
-    rather than half-restored. ``lock``, when given, is held while the state is replaced.
+    Raises ``SnapshotRejected`` (a ``SnapshotError``) after moving aside a snapshot that
+    fails its HMAC under ``key`` or predates authentication; ``SnapshotError`` for one of
+    another moto version and for one whose body files are missing or cut short. In all
+    these cases the running state is untouched. A snapshot that passes those checks yet
+    fails to unpickle (only a change to moto or to this module could cause that) raises
+    ``SnapshotError`` too, leaving moto empty rather than half-restored. ``lock``, when
+    given, is held while the state is replaced.
     """
     check_moto_internals()
     started = time.perf_counter()
@@ -230,13 +264,16 @@ def load_snapshot(path: Path, *, lock: Lock | None = None) -> SnapshotInfo | Non
         return None
     except OSError as error:
         raise SnapshotError(f"cannot read the local cloud's snapshot {path}: {error}") from error
-    header, body = _checked_parts(path, data)
+    try:
+        header, body = _checked_parts(path, data, key)
+    except SnapshotRejected as rejected:
+        aside = set_aside(path)
+        logger.error("%s", SnapshotRejected(path, rejected.reason, aside))
+        raise SnapshotRejected(path, rejected.reason, aside) from None
     directory = bodies_directory(path)
-    # The file is this module's own output from the user's private data directory, and it
-    # has just matched the digest its header records.
+    # Authenticated: this module wrote it, with the owner's secret.
     stream = io.BytesIO(body)
-    if header["format"] >= 2:
-        check_bodies(path, directory, stream)
+    check_bodies(path, directory, stream)
     # Its own unpickler: protocol 4's memo indices restart with each pickle.
     unpickler = _SnapshotUnpickler(stream, directory)
     # Not while a save removes the files it does not name.
@@ -260,9 +297,22 @@ def load_snapshot(path: Path, *, lock: Lock | None = None) -> SnapshotInfo | Non
         skipped=tuple(header.get("skipped", ())),
         size_bytes=len(data),
         seconds=time.perf_counter() - started,
+        journal_generation=int(header["journal_generation"]),
     )
     logger.info("restored %s (%d bytes) in %.3f s", path, info.size_bytes, info.seconds)
     return info
+
+
+def set_aside(path: Path) -> Path:
+    """Rename ``path`` (and its bodies directory) to ``<name>.rejected-<utc>``; the new path."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    aside = path.with_name(f"{path.name}.rejected-{stamp}")
+    path.replace(aside)
+    bodies = bodies_directory(path)
+    if bodies.exists():
+        bodies.replace(bodies_directory(aside))
+    fsync_directory(path.parent)
+    return aside
 
 
 def check_moto_internals() -> None:
@@ -274,79 +324,23 @@ def check_moto_internals() -> None:
         )
 
 
-class SnapshotScheduler:
-    """Saves the snapshot every ``interval_s`` seconds when something changed, and on stop.
-
-    The server calls ``mark_dirty`` on every mutating request, so it only sets a flag.
-    It marks a request on its way in, before moto applies it, so a save that starts in
-    between would miss that change: a mark therefore causes the next save *and one more*
-    after it. ``stop`` saves once more if anything changed since the scheduler started,
-    and raises if that last save fails; a failed periodic save is logged and retried at
-    the next tick. ``lock`` is passed to ``save_snapshot``.
-    """
-
-    def __init__(self, path: Path, *, interval_s: float = 5.0, lock: Lock | None = None) -> None:
-        self.path = path
-        self.interval_s = interval_s
-        self.saves = 0
-        self.last_saved: SnapshotInfo | None = None
-        self._lock = lock
-        self._flags = threading.Lock()
-        self._dirty = False
-        self._recheck = False
-        self._changed = False
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="imgcli-snapshots", daemon=True)
-        self._thread.start()
-
-    def mark_dirty(self) -> None:
-        """Note that the state changed (or is about to): the next tick saves it."""
-        with self._flags:
-            self._dirty = self._changed = True
-
-    def stop(self) -> SnapshotInfo | None:
-        """Stop the periodic saves, then save once more if anything changed; idempotent."""
-        if self._stopping.is_set():
-            return None
-        self._stopping.set()
-        self._thread.join()
-        with self._flags:
-            changed, self._changed = self._changed, False
-        return self._save() if changed else None
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self.interval_s):
-            with self._flags:
-                due = self._dirty or self._recheck
-                self._recheck, self._dirty = self._dirty, False
-            if not due:
-                continue
-            try:
-                self._save()
-            except Exception:
-                logger.exception("could not save the local cloud's state; retrying")
-                self.mark_dirty()
-
-    def _save(self) -> SnapshotInfo:
-        info = save_snapshot(self.path, lock=self._lock)
-        self.saves += 1
-        self.last_saved = info
-        return info
-
-
 # --- writing ------------------------------------------------------------------------------
 
 
-def _dump_with_retries(lock: Lock | None, bodies: BodyWriter) -> _Dump:
-    for attempt in range(1, DUMP_ATTEMPTS + 1):
-        try:
-            with lock or nullcontext(), backend_lock:
-                bodies.named.clear()
-                return _dump(bodies)
-        except RuntimeError as error:
-            if isinstance(error, SnapshotError) or attempt == DUMP_ATTEMPTS:
-                raise
-            logger.debug("state changed while pickling it (%s); trying again", error)
+def _dump_with_retries(
+    lock: Lock | None, boundary: Callable[[], int] | None, bodies: BodyWriter
+) -> tuple[int, _Dump]:
+    with lock or nullcontext():
+        generation = boundary() if boundary is not None else 0
+        for attempt in range(1, DUMP_ATTEMPTS + 1):
+            try:
+                with backend_lock:
+                    bodies.named.clear()
+                    return generation, _dump(bodies)
+            except RuntimeError as error:
+                if isinstance(error, SnapshotError) or attempt == DUMP_ATTEMPTS:
+                    raise
+                logger.debug("state changed while pickling it (%s); trying again", error)
     raise AssertionError("unreachable")
 
 
@@ -405,7 +399,7 @@ def _can_pickle(entry: _Service, bodies: BodyWriter) -> bool:
 
 
 def _write_atomically(path: Path, head: bytes, body: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     prefix = f".{path.name}."
     # A temporary file left by a process killed mid-save is useless: remove it.
     for stale in path.parent.glob(f"{prefix}*.tmp"):
@@ -429,20 +423,29 @@ def _write_atomically(path: Path, head: bytes, body: bytes) -> None:
 # --- reading ------------------------------------------------------------------------------
 
 
-def _checked_parts(path: Path, data: bytes) -> tuple[dict[str, Any], bytes]:
+def _checked_parts(path: Path, data: bytes, key: bytes) -> tuple[dict[str, Any], bytes]:
     """The header and the pickled body, once both are known to be whole and ours."""
     reset_hint = "run `imgcli local reset` to discard it and start empty"
     if not data.startswith(MAGIC):
-        raise SnapshotError(f"{path} is not a local cloud snapshot; {reset_hint}")
-    end_of_header = data.find(b"\n", len(MAGIC))
+        raise SnapshotRejected(path, "it is not a local cloud snapshot")
+    first = data.find(b"\n", len(MAGIC))
+    second = data.find(b"\n", first + 1) if first >= 0 else -1
+    if first < 0 or second < 0:
+        raise SnapshotRejected(path, "its header is cut short")
+    mac, header_line, body = (
+        data[len(MAGIC) : first],
+        data[first + 1 : second + 1],
+        data[second + 1 :],
+    )
+    if mac.startswith(b"{"):  # formats 1 and 2: the header where the HMAC now is
+        raise SnapshotRejected(path, "an earlier imgcli saved it without authentication")
+    if not hmac.compare_digest(mac, _mac(key, header_line, body).encode()):
+        raise SnapshotRejected(path, "it fails its HMAC (altered, damaged or another secret's)")
     try:
-        if end_of_header < 0:
-            raise ValueError("no end of header")
-        header = json.loads(data[len(MAGIC) : end_of_header])
+        header = json.loads(header_line)
         moto_version = header["moto"]
         format_version = header["format"]
         expected_bytes = header["body_bytes"]
-        expected_digest = header["body_sha256"]
     except (ValueError, KeyError, TypeError) as error:
         raise SnapshotError(f"{path} has a damaged header ({error}); {reset_hint}") from error
     if moto_version != MOTO_VERSION or format_version not in READABLE_FORMATS:
@@ -451,13 +454,15 @@ def _checked_parts(path: Path, data: bytes) -> tuple[dict[str, Any], bytes]:
             f"but this imgcli runs moto {MOTO_VERSION} (format {FORMAT_VERSION}) and cannot "
             f"read it; {reset_hint}, or use the imgcli version that saved it"
         )
-    body = data[end_of_header + 1 :]
-    if len(body) != expected_bytes or hashlib.sha256(body).hexdigest() != expected_digest:
-        raise SnapshotError(
-            f"{path} is truncated or damaged ({len(body)} of {expected_bytes} bytes, or a "
-            f"checksum mismatch); {reset_hint}"
-        )
+    if len(body) != expected_bytes:
+        raise SnapshotError(f"{path} is {len(body)} of {expected_bytes} bytes; {reset_hint}")
     return header, body
+
+
+def _mac(key: bytes, header_line: bytes, body: bytes) -> str:
+    digest = hmac.new(key, header_line, hashlib.sha256)
+    digest.update(body)
+    return digest.hexdigest()
 
 
 def _reset_moto() -> None:

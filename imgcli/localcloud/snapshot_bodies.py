@@ -13,11 +13,15 @@ key whose size no longer matches its file gets a new one. A disposed key (a mult
 upload's parts once it completes) has a closed buffer: like moto's own ``__getstate__``, it
 is saved with an empty body and no file.
 
-Each body file is written under a temporary name, fsynced and renamed, and the directory
-is fsynced, before the snapshot that names it replaces the last one; after that, files it
-does not name are removed. The snapshot lists the files it names with their sizes, and a
-load checks them all before it touches the running state. Bodies are checked by size
-only: hashing every body at every start would cost what the files cost to read.
+Each body file is written under a temporary name and renamed while the state is pickled
+(under the server's mutation lock: only then is the body certain to be the one pickled),
+but fsynced after the lock is released (``BodyWriter.sync``: a thousand fsyncs would
+otherwise hold every writer for seconds), and the directory is fsynced, all before the
+snapshot that names them replaces the last one, and so before the journal generations
+that hold those bodies are removed. After that, files it does not name are removed. The
+snapshot lists the files it names with their sizes, and a load checks them all before it
+touches the running state. Bodies are checked by size only: hashing every body at every
+start would cost what the files cost to read.
 
 ``persistence`` drives all of it: each save makes a ``BodyWriter``, whose ``reduce_key``
 its pickler uses for every ``FakeKey``; a load runs ``check_bodies``, then its unpickler
@@ -62,12 +66,13 @@ class BodyWriter:
     def __init__(self, directory: Path, restored_key: Callable[..., FakeKey]) -> None:
         self.directory = directory
         self.restored_key = restored_key
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Listed at every save, not remembered between saves: a reset or a hand may have
         # removed files since. Names only: Path objects cost twice as much per file.
         self.present = {name for name in os.listdir(directory) if name[0] != "."}  # noqa: PTH208
         self.named: dict[str, int] = {}
         self.written = 0
+        self._unsynced: list[str] = []
 
     def reduce_key(self, key: FakeKey) -> Reduction:
         """How ``key`` pickles: its state and the name and size of its body's file."""
@@ -95,14 +100,13 @@ class BodyWriter:
         name = uuid.uuid4().hex
         temporary = self.directory / f".{name}.tmp"
         try:
-            with key.lock, temporary.open("wb") as file:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with key.lock, os.fdopen(descriptor, "wb") as file:
                 try:
                     for chunk in _body_chunks(key._value_buffer):
                         file.write(chunk)
                 except ValueError:  # its buffer was closed: disposed
                     return None
-                file.flush()
-                os.fsync(file.fileno())
                 size = file.tell()
             temporary.replace(self.directory / name)
         # Raised as something pickling errors are not: losing a body must fail the save,
@@ -114,8 +118,32 @@ class BodyWriter:
         finally:
             temporary.unlink(missing_ok=True)
         self.present.add(name)
+        self._unsynced.append(name)
         self.written += 1
         return name, size
+
+    def sync(self) -> None:
+        """fsync the files this save wrote, then the directory: before the snapshot names them."""
+        try:
+            for name in self._unsynced:
+                descriptor = os.open(self.directory / name, os.O_RDONLY)
+                try:
+                    os.fsync(descriptor)
+                finally:
+                    os.close(descriptor)
+        except OSError as error:
+            raise BodyNotSaved(
+                f"cannot save an object body in {self.directory}: {error!r}"
+            ) from error
+        self._unsynced.clear()
+        fsync_directory(self.directory)
+
+    def discard_unsynced(self) -> None:
+        """Remove the files this failed save wrote: a later save must write (and sync) them
+        again rather than find them there and trust them."""
+        for name in self._unsynced:
+            (self.directory / name).unlink(missing_ok=True)
+        self._unsynced.clear()
 
     def remove_unnamed(self) -> None:
         """Remove the files the snapshot just written does not name (and stale temporaries).
