@@ -1,18 +1,17 @@
 """An ``ExecuteApi`` server for the HTTP API's test files, and the requests they send it.
 
-A real werkzeug server on 127.0.0.1 runs moto's WSGI app behind ``ExecuteApi``, as the
-local cloud does; the API is created with boto3 through that same server, so the tests also
-prove that requests outside ``/_api`` still reach moto. ``invoke`` is a recording double
-(``Functions``) that answers per function ARN. Requests are signed by botocore
-(``SigV4Auth``) and sent byte for byte with ``http.client`` so that nothing re-encodes the
-path on the way.
+A real werkzeug server on 127.0.0.1 runs the gate with ``ExecuteApi`` and moto's WSGI app
+behind it, as the local cloud does; the API is created with boto3 through that same
+server, so the tests also prove that requests outside ``/_api/`` still reach moto.
+``invoke`` is a recording double (``Functions``) that answers per function ARN. Requests
+are signed by botocore (``SigV4Auth``) and sent byte for byte with ``http.client`` so that
+nothing re-encodes the path on the way.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -25,17 +24,24 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from moto.core.models import DEFAULT_ACCOUNT_ID
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import make_server
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    create_backend_app,
+)
 
 from imgcli.config import LOCAL_REGION
 from imgcli.localcloud import api_url
 from imgcli.localcloud.api_routes import moto_api_lookup
 from imgcli.localcloud.execute_api import ExecuteApi
+from imgcli.localcloud.gate import FixedIdentities
+from imgcli.localcloud.identity import Principal
+from tests.gate_harness import gate_on_loopback
 from tests.localstack import create_http_api
 
 REGION = LOCAL_REGION
 KEY, SECRET = "LKIATESTEXECUTEAPI00", "execute-api-test-secret"
+ROLE_KEY, ROLE_SECRET, ROLE_TOKEN = "ASIATESTEXECUTEAPI00", "execute-api-role", "role-token"
+ROLE_ARN = f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/api-caller"
 RECORDER_ARN = f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:function:recorder"
 RETRIEVE_ARN = f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:function:retrieve"
 CANNED = {
@@ -80,11 +86,24 @@ class Clock:
         return time.time() + self.offset
 
 
+class Authorizations:
+    """The ``authorize`` seam: records each check; refuses the role in ``denied``."""
+
+    def __init__(self) -> None:
+        self.checked: list[tuple[str, str]] = []
+        self.denied: set[str] = set()
+
+    def __call__(self, principal: Principal, route_arn: str) -> bool:
+        self.checked.append((principal.access_key_id, route_arn))
+        return principal.role_arn not in self.denied
+
+
 @dataclass
 class Server:
     endpoint: str
     functions: Functions
     clock: Clock
+    authorizations: Authorizations
 
     @property
     def netloc(self) -> str:
@@ -95,30 +114,32 @@ class Server:
         self.functions.calls.clear()
         self.functions.behaviours.clear()
         self.clock.offset = 0.0
+        self.authorizations.checked.clear()
+        self.authorizations.denied.clear()
         return self
 
 
 @contextmanager
 def serving_execute_api() -> Iterator[Server]:
-    """moto's app behind ``ExecuteApi`` on a loopback port, as the local cloud serves it."""
+    """``ExecuteApi`` and moto behind the gate on a loopback port, as the local cloud
+    serves them."""
     functions = Functions()
     clock = Clock()
-    app = ExecuteApi(
-        DomainDispatcherApplication(create_backend_app),
+    authorizations = Authorizations()
+    identities = FixedIdentities(
+        [Principal(KEY, SECRET), Principal(ROLE_KEY, ROLE_SECRET, ROLE_TOKEN, ROLE_ARN)]
+    )
+    api = ExecuteApi(
         invoke=functions,
         apis=moto_api_lookup(DEFAULT_ACCOUNT_ID, REGION),
-        credentials=(KEY, SECRET),
+        identities=identities,
         region=REGION,
+        authorize=authorizations,
         clock=clock,
     )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Server(f"http://127.0.0.1:{server.server_port}", functions, clock)
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    aws = DomainDispatcherApplication(create_backend_app)
+    with gate_on_loopback(aws, api, identities, clock=clock) as port:
+        yield Server(f"http://127.0.0.1:{port}", functions, clock, authorizations)
 
 
 def client(server: Server, service: str) -> Any:

@@ -1,18 +1,18 @@
 """What the ``GalleryApi`` test files share: the local cloud's execute-api, in process.
 
-``serving_local_api`` starts a werkzeug server on 127.0.0.1 that runs moto behind
-``ExecuteApi`` (the local cloud's execute-api: routing, SigV4 checking, the payload 2.0
-event), and its ``invoke`` runs the real ``lambdas.retrieve.respond`` against a DynamoDB
-table in that same moto, filled with ``lambdas.records.to_item``. ``Retrieve`` records each
-call and can be scripted to answer first with an error (``answer``); ``Sleeps`` records
-sleeps instead of sleeping; ``gallery`` makes a client signed with the local keys.
+``serving_local_api`` starts a werkzeug server on 127.0.0.1 that runs the local cloud's
+gate with ``ExecuteApi`` (the local cloud's execute-api: routing, SigV4 checking, the
+payload 2.0 event) and moto behind it, and its ``invoke`` runs the real
+``lambdas.retrieve.respond`` against a DynamoDB table in that same moto, filled with
+``lambdas.records.to_item``. ``Retrieve`` records each call and can be scripted to answer
+first with an error (``answer``); ``Sleeps`` records sleeps instead of sleeping;
+``gallery`` makes a client signed with the local keys.
 """
 
 from __future__ import annotations
 
 import io
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,8 +23,10 @@ from urllib.parse import parse_qs
 import boto3
 from botocore.credentials import Credentials
 from moto.core.models import DEFAULT_ACCOUNT_ID
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import make_server
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    create_backend_app,
+)
 
 from imgcli.config import LOCAL_REGION
 from imgcli.gallery_api import GalleryApi
@@ -33,6 +35,9 @@ from imgcli.lambdas.logs import JsonLogger
 from imgcli.localcloud import api_url
 from imgcli.localcloud.api_routes import moto_api_lookup
 from imgcli.localcloud.execute_api import ExecuteApi
+from imgcli.localcloud.gate import FixedIdentities
+from imgcli.localcloud.identity import Principal
+from tests.gate_harness import gate_on_loopback
 from tests.localstack import create_http_api
 
 REGION = LOCAL_REGION
@@ -132,18 +137,16 @@ def boto3_client(endpoint: str, service: str) -> Any:
 def serving_local_api() -> Iterator[LocalApi]:
     """The execute-api serving the stack's routes, its table filled, until the block ends."""
     holder: dict[str, Retrieve] = {}
-    app = ExecuteApi(
-        DomainDispatcherApplication(create_backend_app),
+    identities = FixedIdentities([Principal(KEY, SECRET)])
+    api = ExecuteApi(
         invoke=lambda arn, event: holder["function"](arn, event),
         apis=moto_api_lookup(DEFAULT_ACCOUNT_ID, REGION),
-        credentials=(KEY, SECRET),
+        identities=identities,
         region=REGION,
     )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    endpoint = f"http://127.0.0.1:{server.server_port}"
-    try:
+    aws = DomainDispatcherApplication(create_backend_app)
+    with gate_on_loopback(aws, api, identities) as port:
+        endpoint = f"http://127.0.0.1:{port}"
         dynamodb = boto3_client(endpoint, "dynamodb")
         dynamodb.create_table(TableName=TABLE, **records.TABLE_DEFINITION)
         try:
@@ -167,9 +170,6 @@ def serving_local_api() -> Iterator[LocalApi]:
             # moto's backends outlive the server: the next test module's server starts
             # without this table.
             dynamodb.delete_table(TableName=TABLE)
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
 
 
 def stack_api_url(endpoint: str) -> str:

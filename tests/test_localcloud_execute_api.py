@@ -23,6 +23,10 @@ from tests.execute_api_server import (
     KEY,
     RECORDER_ARN,
     REGION,
+    ROLE_ARN,
+    ROLE_KEY,
+    ROLE_SECRET,
+    ROLE_TOKEN,
     ROUTES,
     SECRET,
     Api,
@@ -217,6 +221,29 @@ def test_foreign_credentials_are_refused(
 
     assert reply.status == 403
     assert reply.json()["message"].startswith(message)
+
+
+def test_a_role_session_may_call_an_aws_iam_route_if_its_role_may_invoke_it(
+    server: Server, api: Api
+) -> None:
+    role = {"key": ROLE_KEY, "secret": ROLE_SECRET, "token": ROLE_TOKEN}
+    target = f"{api.path}/images/a.jpg"
+
+    allowed = signed_send(server, "GET", target, **role)
+    server.authorizations.denied.add(ROLE_ARN)
+    refused = signed_send(server, "GET", target, **role)
+    without_token = signed_send(server, "GET", target, key=ROLE_KEY, secret=ROLE_SECRET)
+
+    assert allowed.status == 200
+    route_arn = f"arn:aws:execute-api:{REGION}:123456789012:{api.api_id}/$default/GET/images/a.jpg"
+    assert server.authorizations.checked[0] == (ROLE_KEY, route_arn)
+    assert server.functions.calls[0][1]["requestContext"]["authorizer"]["iam"]["userArn"] == (
+        ROLE_ARN
+    )
+    assert refused.status == 403
+    assert refused.json()["message"].startswith(f"User: {ROLE_ARN} is not authorized")
+    assert without_token.status == 403
+    assert len(server.functions.calls) == 1
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,10 @@ carries the account, API id, the ``Host`` the client used as ``domainName`` (its
 ``domainPrefix`` is the API id, as on AWS's default domain), method, path, protocol,
 source IP, user agent, a request id in API Gateway's format (also sent back as the
 ``apigw-requestid`` response header), stage ``$default`` and the time in both of AWS's
-forms. ``AWS_IAM`` routes add ``authorizer.iam`` for the signer: the local key is no IAM
-user, so it is described as the account's root identity. A body is passed as text when
-its content type is textual and it is valid UTF-8, otherwise base64 with
-``isBase64Encoded``.
+forms. ``AWS_IAM`` routes add ``authorizer.iam`` for the signer: the owner's key is no IAM
+user, so it is described as the account's root identity; a role session by its role. A
+body is passed as text when its content type is textual and it is valid UTF-8, otherwise
+base64 with ``isBase64Encoded``.
 
 **The response.** A JSON object with ``statusCode`` is a proxy response: ``headers``,
 ``cookies`` (each a ``Set-Cookie``), ``body`` and ``isBase64Encoded``, the fields AWS
@@ -42,8 +42,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
-from imgcli.localcloud import sigv4
 from imgcli.localcloud.api_routes import ApiDescription, RouteMatch, decode
+from imgcli.localcloud.identity import Principal
 
 #: The stage every request is on: the stack deploys only ``$default``.
 STAGE: Final = "$default"
@@ -112,7 +112,7 @@ def build_event(
     *,
     request_id: str,
     now: float,
-    caller: sigv4.Caller | None,
+    caller: Principal | None,
 ) -> dict[str, Any]:
     """The payload format 2.0 event API Gateway would send for ``request``."""
     path = decode(request.raw_path or "/")
@@ -174,7 +174,7 @@ def _request_context(
     path: str,
     request_id: str,
     now: float,
-    caller: sigv4.Caller | None,
+    caller: Principal | None,
 ) -> dict[str, Any]:
     context: dict[str, Any] = {
         "accountId": api.account_id,
@@ -203,14 +203,17 @@ def _request_context(
     return context
 
 
-def _iam_identity(caller: sigv4.Caller, account_id: str) -> dict[str, Any]:
+def _iam_identity(caller: Principal, account_id: str) -> dict[str, Any]:
+    # A role session's own ARN (assumed-role/...) needs its session name, which the
+    # principal does not carry: the role stands for it.
+    user_arn = caller.role_arn or f"arn:aws:iam::{account_id}:root"
     return {
-        "accessKey": caller.access_key,
+        "accessKey": caller.access_key_id,
         "accountId": account_id,
         "callerId": account_id,
         "cognitoIdentity": None,
         "principalOrgId": None,
-        "userArn": f"arn:aws:iam::{account_id}:root",
+        "userArn": user_arn,
         "userId": account_id,
     }
 

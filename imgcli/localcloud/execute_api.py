@@ -1,11 +1,11 @@
 """The stack's HTTP API on the local cloud: execute-api calls, routed to Lambda functions.
 
 moto 5.2.5 keeps HTTP APIs (API Gateway v2) as control-plane data but serves no call to
-them in server mode. ``ExecuteApi`` is a WSGI middleware in front of moto's app that
-answers those calls the way API Gateway does, so the CLI's signed ``GET /images`` reaches
-the retrieve function locally exactly as on AWS. It puts together ``api_routes`` (the
-route a request selects), ``sigv4`` (who signed it) and ``api_events`` (the event the
-function gets, and the response its result becomes).
+them in server mode. ``ExecuteApi`` is the WSGI app that answers those calls the way API
+Gateway does, so the CLI's signed ``GET /images`` reaches the retrieve function locally
+exactly as on AWS. It puts together ``api_routes`` (the route a request selects),
+``sigv4`` (who signed it) and ``api_events`` (the event the function gets, and the
+response its result becomes).
 
 **URL scheme.** On AWS an API lives at ``https://<apiId>.execute-api.<region>.amazonaws.com``;
 on the local target it is ``http://127.0.0.1:PORT/_api/<apiId>`` (``api_url``). A path
@@ -13,8 +13,9 @@ prefix, not a host name, because ``127.0.0.1`` has no subdomains and the CLI, cu
 botocore must reach it with no DNS or ``/etc/hosts`` set-up. The stack uses the
 ``$default`` stage, which adds no path segment on AWS either, so there is no stage segment
 here: ``GET /_api/<apiId>/images/a.jpg`` is the request ``GET /images/a.jpg`` to the API.
-Nothing under ``/_api/`` ever reaches moto (no S3 bucket can be called ``_api``, and
-moto's own paths start differently); everything else passes through untouched.
+The gate decides which requests are the HTTP API's (``gate_routing``: the raw path starts
+with exactly ``/_api/``) and hands this app the ``ApiCall`` it found; this app never
+decides again, and answers 404 to a request the gate did not route here.
 
 **What a request goes through**, in API Gateway's order:
 
@@ -22,10 +23,14 @@ moto's own paths start differently); everything else passes through untouched.
    else 404 ``{"message":"Not Found"}``.
 2. The route the request selects (``api_routes.match_route``), else 404
    ``{"message":"Not Found"}``.
-3. For an ``AWS_IAM`` route, SigV4 against the local cloud's only credentials
-   (``sigv4.verify``), else 403 with API Gateway's message. ``NONE`` routes are open.
-   JWT and Lambda authorizers are not emulated: such routes answer 403 and say why in the
-   log, so nothing is served more openly than on AWS.
+3. For an ``AWS_IAM`` route, SigV4 (``sigv4.verify``) with any credentials the local
+   cloud knows (``identities``: the owner's, a role session's with its token), within
+   API Gateway's five minutes, else 403 with API Gateway's message; then the caller's
+   ``execute-api:Invoke`` permission on the route's ARN (``authorize``, which the server
+   connects to the role authoriser; the owner may do anything), else 403 with AWS's
+   "is not authorized" message. ``NONE`` routes are open, as on AWS. JWT and Lambda
+   authorizers are not emulated: such routes answer 403 and say why in the log, so
+   nothing is served more openly than on AWS.
 4. The Lambda proxy integration with payload format 2.0 (the stack's only kind): the
    event (``api_events.build_event``) goes to ``invoke(function_arn, event)``; its result
    becomes the HTTP response (``api_events.http_response``). A function error, an
@@ -46,11 +51,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final
-from urllib.parse import urlsplit
 
-from imgcli.localcloud import API_PATH_PREFIX, sigv4
+from imgcli.localcloud import sigv4, sigv4_claim
 from imgcli.localcloud.api_events import (
     PAYLOAD_FORMAT,
+    STAGE,
     ApiRequest,
     HttpResponse,
     MalformedResponse,
@@ -66,6 +71,8 @@ from imgcli.localcloud.api_routes import (
     RouteMatch,
     match_route,
 )
+from imgcli.localcloud.gate_routing import API_CALL_KEY, ApiCall, request_headers
+from imgcli.localcloud.identity import Identities, Principal
 
 LOGGER: Final = logging.getLogger(__name__)
 
@@ -94,59 +101,57 @@ class FunctionFailed:
 
 #: ``invoke(function_arn, event)``: the function's parsed JSON result, or ``FunctionFailed``.
 Invoke = Callable[[str, dict[str, Any]], Any]
+#: ``authorize(principal, route_arn)``: whether the caller may ``execute-api:Invoke`` it.
+Authorize = Callable[[Principal, str], bool]
 
 
-@dataclass(frozen=True)
-class _ApiCall:
-    """Where a request under ``API_PATH_PREFIX`` goes: the API, and the path within it."""
-
-    api_id: str
-    raw_path: str
-    raw_query: str
-    #: The whole path as sent, which is what the client signed.
-    signed_path: str
+def allow_all(principal: Principal, route_arn: str) -> bool:
+    """Every caller SigV4 accepted may invoke (no role authoriser)."""
+    return True
 
 
 class ExecuteApi:
-    """WSGI middleware: serves ``/_api/<apiId>/...`` as API Gateway would, and passes every
-    other request to ``app`` (moto).
+    """WSGI app: serves the ``gate_routing.ApiCall`` the gate left in the environ as API
+    Gateway would.
 
     Collaborators come in through the constructor: ``invoke`` runs a function (the server
     connects it to the Lambda runtime), ``apis`` describes an API (``moto_api_lookup``),
-    ``credentials`` are the only ones SigV4 accepts, ``clock`` tells the time (tests move
-    it to make a signature expire). Requests are independent: no lock is held while a
+    ``identities`` are the credentials SigV4 accepts, ``authorize`` decides a verified
+    caller's ``execute-api:Invoke``, ``clock`` tells the time (tests move it to make a
+    signature expire). Requests are independent: no lock is held while a
     function runs, so a function may call back into the local cloud.
     """
 
     def __init__(
         self,
-        app: WsgiApp,
         *,
         invoke: Invoke,
         apis: ApiLookup,
-        credentials: tuple[str, str],
+        identities: Identities,
         region: str,
+        authorize: Authorize = allow_all,
         clock: Clock = time.time,
     ) -> None:
-        self._app = app
         self._invoke = invoke
         self._apis = apis
-        self._credentials = credentials
+        self._identities = identities
         self._region = region
+        self._authorize = authorize
         self._clock = clock
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        call = _api_call(environ)
-        if call is None:
-            return self._app(environ, start_response)
+        call = environ.get(API_CALL_KEY)
         request_id = new_request_id()
-        response = self._serve(environ, call, request_id)
+        if isinstance(call, ApiCall):
+            response = self._serve(environ, call, request_id)
+        else:
+            response = message_response(404, NOT_FOUND)
         headers = [*response.headers, ("apigw-requestid", request_id)]
         headers.append(("content-length", str(len(response.body))))
         start_response(_status_line(response.status), [_wsgi_header(h) for h in headers])
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [response.body]
 
-    def _serve(self, environ: Mapping[str, Any], call: _ApiCall, request_id: str) -> HttpResponse:
+    def _serve(self, environ: Mapping[str, Any], call: ApiCall, request_id: str) -> HttpResponse:
         body = _read_body(environ)
         if body is None:
             return message_response(413, "Request Entity Too Large")
@@ -164,16 +169,29 @@ class ExecuteApi:
         if match.route.authorization_type == AWS_IAM:
             try:
                 caller = sigv4.verify(
-                    sigv4.SignedRequest(
-                        method, call.signed_path, call.raw_query, request.headers, body
+                    sigv4_claim.SignedRequest(
+                        method, call.signed_path, call.raw_query, request.headers
                     ),
-                    credentials=self._credentials,
+                    body,
+                    identities=self._identities,
                     region=self._region,
+                    service=sigv4.EXECUTE_API,
                     now=self._clock(),
-                )
-            except sigv4.SignatureRejected as rejection:
+                ).principal
+            except sigv4_claim.SignatureRejected as rejection:
                 LOGGER.info("refused %s %s: %s", method, call.signed_path, rejection.message)
                 return message_response(403, rejection.message)
+            route_arn = (
+                f"arn:aws:execute-api:{self._region}:{api.account_id}:{call.api_id}/{STAGE}/"
+                f"{method}/{call.raw_path.lstrip('/')}"
+            )
+            if not self._authorize(caller, route_arn):
+                who = caller.role_arn or caller.access_key_id
+                return message_response(
+                    403,
+                    f"User: {who} is not authorized to perform: execute-api:Invoke "
+                    f"on resource: {route_arn}",
+                )
         elif match.route.authorization_type != NO_AUTHORIZATION:
             LOGGER.warning(
                 "route %r uses %s authorization, which the local cloud does not emulate",
@@ -190,7 +208,7 @@ class ExecuteApi:
         api: ApiDescription,
         *,
         request_id: str,
-        caller: sigv4.Caller | None,
+        caller: Principal | None,
     ) -> HttpResponse:
         route = match.route
         if route.function_arn is None or route.payload_format_version != PAYLOAD_FORMAT:
@@ -219,26 +237,7 @@ class ExecuteApi:
             return message_response(500, INTERNAL_SERVER_ERROR)
 
 
-def _api_call(environ: Mapping[str, Any]) -> _ApiCall | None:
-    """The API call a request makes, or ``None`` when it is not under the prefix."""
-    raw_uri = environ.get("REQUEST_URI") or environ.get("RAW_URI")
-    if isinstance(raw_uri, str) and raw_uri:
-        parts = urlsplit(raw_uri)
-        raw_path, raw_query = parts.path, parts.query
-    else:
-        # Not werkzeug's or gunicorn's server: the best there is (decoded by the server).
-        raw_path = str(environ.get("PATH_INFO", ""))
-        raw_query = str(environ.get("QUERY_STRING", ""))
-    prefix = API_PATH_PREFIX + "/"
-    if not raw_path.startswith(prefix):
-        return None
-    api_id, slash, rest = raw_path.removeprefix(prefix).partition("/")
-    return _ApiCall(api_id=api_id, raw_path=slash + rest, raw_query=raw_query, signed_path=raw_path)
-
-
-def _api_request(
-    environ: Mapping[str, Any], method: str, call: _ApiCall, body: bytes
-) -> ApiRequest:
+def _api_request(environ: Mapping[str, Any], method: str, call: ApiCall, body: bytes) -> ApiRequest:
     return ApiRequest(
         method=method,
         raw_path=call.raw_path,
@@ -250,28 +249,6 @@ def _api_request(
         server_port=str(environ.get("SERVER_PORT", "")),
         scheme=str(environ.get("wsgi.url_scheme", "http")),
     )
-
-
-def request_headers(environ: Mapping[str, Any]) -> dict[str, str]:
-    """The request's headers by lower-case name, values as the client sent them."""
-    headers: dict[str, str] = {}
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            name = key[5:]
-        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
-            name = key
-        else:
-            continue
-        headers[name.lower().replace("_", "-")] = _wsgi_text(str(value))
-    return headers
-
-
-def _wsgi_text(value: str) -> str:
-    """WSGI hands header bytes over as latin-1; clients that send non-ASCII send UTF-8."""
-    try:
-        return value.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return value
 
 
 def _read_body(environ: Mapping[str, Any]) -> bytes | None:
