@@ -22,7 +22,7 @@ CREDENTIALS = ("LKIATESTRUNTIME00000", "runtime-test-secret")
 FAILURES_QUEUE = f"arn:aws:sqs:{REGION}:{ACCOUNT}:failures"
 
 HANDLERS = """
-import decimal, importlib.util, json, os, signal, subprocess, sys, time
+import decimal, importlib.util, json, os, signal, stat, subprocess, sys, tempfile, time
 
 calls = 0
 
@@ -98,6 +98,20 @@ def chatty(event, context):
     return {"ok": True}
 
 
+def home(event, context):
+    here = os.path.expanduser("~")
+    with open(os.path.join(tempfile.gettempdir(), "scratch"), "w") as out:
+        out.write("mine")
+    return {
+        "pid": os.getpid(),
+        "home": here,
+        "tmp": tempfile.gettempdir(),
+        "mode": stat.S_IMODE(os.stat(here).st_mode),
+        "key": os.environ["AWS_ACCESS_KEY_ID"],
+        "token": os.environ.get("AWS_SESSION_TOKEN"),
+    }
+
+
 def touch(event, context):
     with open(event["marker"], "a") as out:
         out.write(context.aws_request_id + "\\n")
@@ -123,6 +137,7 @@ def spec_for(
     name: str = "fn",
     timeout_s: int = 3,
     environment: dict[str, str] | None = None,
+    role_arn: str | None = None,
 ) -> FunctionSpec:
     code = zip_bytes if zip_bytes is not None else handler_zip()
     return FunctionSpec(
@@ -134,6 +149,7 @@ def spec_for(
         environment=environment or {},
         timeout_s=timeout_s,
         memory_mb=256,
+        role_arn=role_arn,
     )
 
 

@@ -30,6 +30,18 @@ Event invoke config: moto 5.2.5 appends every ``PutFunctionEventInvokeConfig`` a
 ``Get`` with the first; :func:`async_config` uses that same first one, so what the runtime
 does always matches what the API reports (bootstrap deletes and re-puts a changed config).
 Only SQS destinations are delivered, the only kind the stack configures.
+
+Permissions, where AWS checks them (read from moto at the moment of the check):
+
+* **Resource policies.** A function's policy (``AddPermission``; moto keeps its statements
+  on ``function.policy``) decides whether a service may invoke it:
+  :func:`s3_may_invoke` (principal ``s3.amazonaws.com``, ``aws:SourceArn`` the bucket,
+  ``aws:SourceAccount`` its owner) and :func:`api_may_invoke` (principal
+  ``apigateway.amazonaws.com``, ``aws:SourceArn``
+  ``arn:aws:execute-api:<region>:<account>:<api>/<stage>/<METHOD>/<path>`` of the route).
+* **The execution role.** Lambda writes an on-failure record with the function's role:
+  :func:`destination_sender` checks ``sqs:SendMessage`` on the queue against the role's
+  policies and drops the record (with a log line) when they refuse, as AWS does.
 """
 
 from __future__ import annotations
@@ -37,11 +49,16 @@ from __future__ import annotations
 import base64
 import inspect
 import json
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from imgcli.localcloud.async_invoke import AsyncConfig, AsyncInvoker
+from imgcli.localcloud.iam_policy import Caller, evaluate
+from imgcli.localcloud.role_policies import role_allows
 from imgcli.localcloud.runtime import FunctionSpec, Invoker
+
+LOGGER: Final = logging.getLogger(__name__)
 
 _BACKEND_INVOKE_PARAMETERS: Final = (
     "self",
@@ -62,7 +79,12 @@ _FUNCTION_ATTRIBUTES: Final = (
     "timeout",
     "memory_size",
     "event_invoke_config",
+    "role",
+    "policy",
 )
+INVOKE_ACTION: Final = "lambda:InvokeFunction"
+S3_PRINCIPAL: Final = "s3.amazonaws.com"
+API_GATEWAY_PRINCIPAL: Final = "apigateway.amazonaws.com"
 
 
 def function_spec(
@@ -95,6 +117,7 @@ def spec_of(function: Any) -> FunctionSpec:
         timeout_s=int(function.timeout),
         memory_mb=int(function.memory_size),
         version=str(function.version),
+        role_arn=str(function.role) if function.role else None,
     )
 
 
@@ -137,6 +160,63 @@ def send_to_queue(account: str, region: str, queue_arn: str, body: str) -> None:
         raise ValueError(f"not an SQS queue ARN: {queue_arn!r}")
     account, region = parts[4] or account, parts[3] or region
     sqs_backends[account][region].send_message(parts[5], body)
+
+
+def s3_may_invoke(function_arn: str, bucket_arn: str, bucket_account: str) -> bool:
+    """Whether the function's resource policy lets S3 invoke it for this bucket."""
+    context = {"aws:SourceArn": bucket_arn, "aws:SourceAccount": bucket_account}
+    return _policy_allows(function_arn, S3_PRINCIPAL, context)
+
+
+def api_may_invoke(
+    account: str,
+    region: str,
+    api_id: str,
+    route_key: str,
+    function_arn: str,
+    stage: str = "$default",
+) -> bool:
+    """Whether the function's resource policy lets API Gateway invoke it for this route.
+
+    The source ARN is the route's: ``GET /images/{key+}`` on stage ``$default`` is
+    ``arn:aws:execute-api:<region>:<account>:<api>/$default/GET/images/{key+}``; the
+    ``$default`` route's is ``.../<api>/$default/$default``.
+    """
+    method, _, path = route_key.partition(" ")
+    route = f"{method}{path}" if path else method
+    source = f"arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/{route}"
+    context = {"aws:SourceArn": source, "aws:SourceAccount": account}
+    return _policy_allows(function_arn, API_GATEWAY_PRINCIPAL, context, account, region)
+
+
+def destination_sender(account: str, region: str) -> Callable[[str, dict[str, Any]], None]:
+    """The ``AsyncInvoker``'s ``send_to_destination``: sends an invocation record to its
+    SQS destination with the function's role, as Lambda does, so a role that may not
+    ``sqs:SendMessage`` there loses the record (and a log line says why)."""
+
+    def send(queue_arn: str, record: dict[str, Any]) -> None:
+        function_arn = str(record.get("requestContext", {}).get("functionArn", ""))
+        role_arn = _role_of(account, region, function_arn)
+        if role_arn is None:
+            LOGGER.warning(
+                "dropping the invocation record of %s: the function is gone", function_arn
+            )
+            return
+        queue_region = queue_arn.split(":")[3] if queue_arn.count(":") >= 5 else region
+        evaluation = role_allows(role_arn, "sqs:SendMessage", queue_arn, queue_region or region)
+        if not evaluation.allowed:
+            LOGGER.warning(
+                "dropping the invocation record of %s: its role %s may not sqs:SendMessage to "
+                "%s (%s), so Lambda cannot deliver it",
+                function_arn,
+                role_arn,
+                queue_arn,
+                evaluation.decision.value,
+            )
+            return
+        send_to_queue(account, region, queue_arn, json.dumps(record))
+
+    return send
 
 
 def install_invoke(runtime: Invoker, async_invoker: AsyncInvoker) -> Callable[[], None]:
@@ -205,6 +285,7 @@ def missing_internals() -> list[str]:
     """
     from moto.awslambda import exceptions as lambda_exceptions
     from moto.awslambda import models as lambda_models
+    from moto.awslambda import policy as lambda_policy
     from moto.awslambda.responses import LambdaResponse
     from moto.sqs import models as sqs_models
 
@@ -219,6 +300,9 @@ def missing_internals() -> list[str]:
     problems += [f"{_name(owner)}.{name}" for owner, name in expected if not hasattr(owner, name)]
     if problems:
         return problems
+    policy_class: Any = lambda_policy.Policy  # built without a function: only its shape counts
+    if not isinstance(getattr(policy_class(None), "statements", None), list):
+        problems.append("moto.awslambda.policy.Policy.statements (a list)")
     own_methods: list[tuple[type, str]] = [
         (LambdaResponse, "invoke"),
         (lambda_models.LambdaBackend, "invoke"),
@@ -241,6 +325,47 @@ def missing_internals() -> list[str]:
 def function_attributes_missing(function: Any) -> list[str]:
     """The attributes :func:`spec_of` and :func:`async_config` read that ``function`` lacks."""
     return [name for name in _FUNCTION_ATTRIBUTES if not hasattr(function, name)]
+
+
+def _policy_allows(
+    function_arn: str,
+    service: str,
+    context: dict[str, str],
+    account: str = "",
+    region: str = "",
+) -> bool:
+    """Whether ``service`` may invoke ``function_arn`` under the function's policy now."""
+    from moto.awslambda.exceptions import UnknownFunctionException
+
+    home_account, home_region = _home(function_arn, account, region)
+    try:
+        function = _lambda_backend(home_account, home_region).get_function(function_arn)
+    except UnknownFunctionException:
+        return False
+    statements = list(getattr(function.policy, "statements", None) or [])
+    document = {"Version": "2012-10-17", "Statement": statements}
+    caller = Caller(service=service)
+    evaluation = evaluate([document], INVOKE_ACTION, function_arn, context, caller=caller)
+    if not evaluation.allowed:
+        LOGGER.info(
+            "%s may not invoke %s (%s)%s",
+            service,
+            function_arn,
+            evaluation.decision.value,
+            "".join(f"; {note}" for note in evaluation.notes),
+        )
+    return evaluation.allowed
+
+
+def _role_of(account: str, region: str, function_arn: str) -> str | None:
+    from moto.awslambda.exceptions import UnknownFunctionException
+
+    home_account, home_region = _home(function_arn, account, region)
+    try:
+        function = _lambda_backend(home_account, home_region).get_function(function_arn)
+    except UnknownFunctionException:
+        return None
+    return str(function.role) if function.role else None
 
 
 def _lambda_backend(account: str, region: str) -> Any:

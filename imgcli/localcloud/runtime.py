@@ -11,20 +11,31 @@ asynchronous invocation (an event queue with retries and destinations) is
 Decisions, each the closest local equivalent of what Lambda does:
 
 * **Code and configuration updates.** A pool belongs to one configuration of one function
-  version: its code's SHA-256, handler, environment, timeout and memory. An invocation with
-  another configuration replaces the pool: idle workers of the old one stop at once, busy
-  ones when their invocation ends. So an ``UpdateFunctionCode`` or a changed environment
-  variable takes effect on the next invocation, as on AWS, where both start new
-  environments. Published versions keep their own pools.
+  version: its code's SHA-256, handler, environment, timeout, memory and execution role. An
+  invocation with another configuration replaces the pool: idle workers of the old one
+  stop at once, busy ones when their invocation ends. So an ``UpdateFunctionCode``, a
+  changed environment variable or another role takes effect on the next invocation, as
+  on AWS, where each starts new environments. Published versions keep their own pools.
 * **The code.** The zip is extracted once per content hash under ``workdir/code/<sha-hex>/``
   (into a scratch directory, then renamed, so a half-extracted tree is never used) and is
   the worker's working directory and first import path: it is ``/var/task``. The local
   packaging target has no Pillow, so the host's site-packages follow it (see ``worker``).
 * **Environment.** Built from nothing, never inherited: the function's variables, then what
   Lambda sets (``AWS_LAMBDA_FUNCTION_*``, ``AWS_REGION``, ``_HANDLER``, ``TZ=:UTC``...), the
-  local cloud's credentials, and ``AWS_ENDPOINT_URL`` pointing back at the local cloud. A
+  worker's credentials, and ``AWS_ENDPOINT_URL`` pointing back at the local cloud. A
   developer's ``AWS_PROFILE``, real keys or ``~/.aws`` files therefore never reach function
   code (the AWS config files are pointed at ``/dev/null``).
+* **Credentials.** Each worker gets its own, from the ``credentials`` callable when it
+  starts: on the local cloud, temporary credentials of the function's execution role
+  (``role_sessions``; key, secret and ``AWS_SESSION_TOKEN``), so every call the code makes
+  is authorised as that role, as on AWS. A worker whose credentials would expire before an
+  invocation could end (``CREDENTIALS_MARGIN_S`` included) is replaced by a fresh one with
+  new credentials, as Lambda refreshes an environment's.
+* **HOME and /tmp.** Each worker gets a private directory (0700) under
+  ``workdir/tmp/``, removed with the worker: it is both ``HOME`` and ``TMPDIR``, Lambda's
+  ``/tmp``. So ``os.path.expanduser("~")`` never finds the owner's home and its
+  ``~/.aws``, and two workers never share scratch files. (This is no OS sandbox: the code
+  still runs as the owner's user.)
 * **Timeout.** The caller's thread waits for the reply until the configured timeout; then
   the worker's whole process group is killed (so a subprocess the handler started dies
   too) and the invocation fails with AWS's ``Sandbox.Timedout``. A worker that dies on its
@@ -33,7 +44,11 @@ Decisions, each the closest local equivalent of what Lambda does:
   replaced on demand, not eagerly, so an idle function costs nothing. Importing the
   handler has its own limit, ``INIT_TIMEOUT_S``, like Lambda's 10-second init phase.
 * **Logs.** The result carries what ``LogType=Tail`` returns: the last 4 KB of what the
-  worker wrote, framed by AWS's ``START``/``END``/``REPORT`` lines.
+  worker wrote, framed by AWS's ``START``/``END``/``REPORT`` lines. The whole invocation log
+  (up to ``worker_pool.FULL_LOG_BYTES``) also goes to ``log_sink`` with the worker's log stream name
+  (``YYYY/MM/DD/[version]<id>``, one stream per worker as Lambda names them); the local
+  cloud writes it to the function's log group with the role's permissions
+  (``function_logs``).
 """
 
 from __future__ import annotations
@@ -51,12 +66,13 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from imgcli.localcloud.identity import Principal
 from imgcli.localcloud.worker_pool import (
     LOG_TAIL_BYTES,
     Pool,
@@ -69,6 +85,9 @@ logger = logging.getLogger(__name__)
 
 INIT_TIMEOUT_S: Final = 10.0
 """How long importing the handler may take, as Lambda's init phase."""
+
+CREDENTIALS_MARGIN_S: Final = 60.0
+"""How long a worker's credentials must outlive an invocation's timeout for it to run it."""
 
 LATEST: Final = "$LATEST"
 _PYTHON_VERSION: Final = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -92,6 +111,8 @@ class FunctionSpec:
     timeout_s: int
     memory_mb: int
     version: str = LATEST
+    #: The execution role, whose credentials the code gets; ``None`` only in tests.
+    role_arn: str | None = None
 
     @property
     def qualified_arn(self) -> str:
@@ -114,6 +135,12 @@ class InvocationResult:
     executed_version: str = LATEST
 
 
+#: Credentials for a new worker of a function (on the local cloud, a session of its role).
+CredentialSource = Callable[[FunctionSpec], Principal]
+#: Receives each invocation's whole log: the spec, the worker's log stream, the text.
+LogSink = Callable[[FunctionSpec, str, str], None]
+
+
 class Invoker(Protocol):
     """Runs one invocation synchronously; :class:`LambdaRuntime` is the real one."""
 
@@ -131,17 +158,21 @@ class _Failure:
 class _InitFailed(Exception):
     """The worker could not load the handler; ``output`` is what it wrote meanwhile."""
 
-    def __init__(self, failure: _Failure, output: bytes) -> None:
+    def __init__(self, failure: _Failure, output: bytes, log_stream: str) -> None:
         super().__init__(failure.error["errorMessage"])
         self.failure = failure
         self.output = output
+        self.log_stream = log_stream
 
 
 class LambdaRuntime:
     """Runs Lambda functions from their deployed zips in warm worker subprocesses.
 
-    ``workdir`` holds the extracted code; ``endpoint_url``, ``region`` and ``credentials``
-    (access key id, secret) are what function code gets to call the local cloud back.
+    ``workdir`` holds the extracted code and the workers' private directories;
+    ``endpoint_url`` and ``region`` are what function code gets to call the local cloud
+    back, with the credentials ``credentials`` issues per worker (a fixed access key id
+    and secret pair serves every worker, as tests use). ``log_sink`` receives every
+    invocation's log; ``clock`` (epoch seconds) is compared with credentials' expiry.
     Thread-safe: call :meth:`invoke` from as many threads as you like.
     """
 
@@ -151,16 +182,22 @@ class LambdaRuntime:
         workdir: Path,
         endpoint_url: str,
         region: str,
-        credentials: tuple[str, str],
+        credentials: CredentialSource | tuple[str, str],
         max_workers_per_function: int = 4,
+        log_sink: LogSink | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if max_workers_per_function < 1:
             raise ValueError("max_workers_per_function must be at least 1")
         self._workdir = workdir
         self._endpoint_url = endpoint_url
         self._region = region
-        self._credentials = credentials
+        self._credentials = _credential_source(credentials)
+        self._log_sink = log_sink
+        self._clock = clock
         self._max_workers = max_workers_per_function
+        # Private directories of workers a killed process left behind are nobody's now.
+        shutil.rmtree(self._workdir / "tmp", ignore_errors=True)
         self._site_dirs = host_site_dirs()
         self._pools: dict[tuple[str, str], Pool] = {}
         self._lock = threading.Lock()
@@ -177,8 +214,8 @@ class LambdaRuntime:
             failure = _Failure(
                 aws_error("InvalidParameterValueException", "Could not unzip uploaded file"), ""
             )
-            return self._result(spec, request_id, failure=failure, output=b"")
-        worker = pool.checkout()
+            return self._result(spec, request_id, failure=failure, output=b"", log_stream=None)
+        worker = pool.checkout(valid_until=self._clock() + spec.timeout_s + CREDENTIALS_MARGIN_S)
         init_ms: float | None = None
         if worker is None:
             started = time.perf_counter()
@@ -186,7 +223,13 @@ class LambdaRuntime:
                 worker = self._start_worker(spec, pool, request_id)
             except _InitFailed as failed:
                 pool.start_failed()
-                return self._result(spec, request_id, failure=failed.failure, output=failed.output)
+                return self._result(
+                    spec,
+                    request_id,
+                    failure=failed.failure,
+                    output=failed.output,
+                    log_stream=failed.log_stream,
+                )
             except BaseException:
                 pool.start_failed()
                 raise
@@ -245,6 +288,7 @@ class LambdaRuntime:
             function_error=reply.get("function_error"),
             failure=failure,
             output=output,
+            log_stream=worker.log_stream,
             duration_ms=duration_ms,
             init_ms=init_ms,
             memory_used_mb=reply.get("max_memory_mb"),
@@ -256,6 +300,7 @@ class LambdaRuntime:
         request_id: str,
         *,
         output: bytes,
+        log_stream: str | None,
         payload: bytes = b"",
         function_error: str | None = None,
         failure: _Failure | None = None,
@@ -269,12 +314,18 @@ class LambdaRuntime:
             if failure.log_line:
                 output += failure.log_line.encode() + b"\n"
         log = _invocation_log(spec, request_id, output, duration_ms, init_ms, memory_used_mb)
+        if self._log_sink is not None and log_stream is not None:
+            try:
+                self._log_sink(spec, log_stream, log.decode("utf-8", errors="replace"))
+            except Exception:  # logs are best effort, never the invocation's failure
+                logger.exception("could not write the log of %s", spec.name)
         return InvocationResult(
             status_code=200,
             payload=payload,
             function_error=function_error,
             duration_ms=duration_ms,
-            log=log,
+            # Cutting bytes can split a character: drop the fragment rather than invent one.
+            log=log[-LOG_TAIL_BYTES:].decode("utf-8", errors="ignore"),
             request_id=request_id,
             executed_version=spec.version,
         )
@@ -329,8 +380,23 @@ class LambdaRuntime:
 
     def _start_worker(self, spec: FunctionSpec, pool: Pool, request_id: str) -> Worker:
         """A worker that has imported the handler; raises ``_InitFailed`` if it can't."""
-        env = self._environment(spec, pool.code_dir)
-        worker = Worker.launch(spec.handler, pool.code_dir, env, self._site_dirs)
+        credentials = self._credentials(spec)
+        log_stream = f"{datetime.now(UTC):%Y/%m/%d}/[{spec.version}]{uuid.uuid4().hex}"
+        private_dir = self._private_dir()
+        try:
+            env = self._environment(spec, pool.code_dir, credentials, log_stream, private_dir)
+            worker = Worker.launch(
+                spec.handler,
+                pool.code_dir,
+                env,
+                self._site_dirs,
+                private_dir=private_dir,
+                expires_at=credentials.expires_at,
+                log_stream=log_stream,
+            )
+        except BaseException:
+            shutil.rmtree(private_dir, ignore_errors=True)
+            raise
         try:
             message = worker.wait_ready(time.monotonic() + INIT_TIMEOUT_S)
         except WorkerTimedOut:
@@ -346,16 +412,27 @@ class LambdaRuntime:
         output = worker.take_log()
         worker.dispose()
         if "init_error" in message:
-            raise _InitFailed(_Failure(message["init_error"], ""), output)
+            raise _InitFailed(_Failure(message["init_error"], ""), output, log_stream)
         if "exited" in message:
-            raise _InitFailed(_exited(request_id, str(message["exited"])), output)
+            raise _InitFailed(_exited(request_id, str(message["exited"])), output, log_stream)
         error = aws_error("Sandbox.Timedout", f"Init timed out after {INIT_TIMEOUT_S:.2f} seconds")
-        raise _InitFailed(_Failure(error, error["errorMessage"]), output)
+        raise _InitFailed(_Failure(error, error["errorMessage"]), output, log_stream)
 
-    def _environment(self, spec: FunctionSpec, code_dir: Path) -> dict[str, str]:
+    def _private_dir(self) -> Path:
+        """A new directory only the worker uses (its HOME and TMPDIR), mode 0700."""
+        parent = self._workdir / "tmp"
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=parent, prefix="worker-"))
+
+    def _environment(
+        self,
+        spec: FunctionSpec,
+        code_dir: Path,
+        credentials: Principal,
+        log_stream: str,
+        private_dir: Path,
+    ) -> dict[str, str]:
         """The worker's whole environment: nothing is inherited from this process but PATH."""
-        access_key, secret_key = self._credentials
-        stream = f"{datetime.now(UTC):%Y/%m/%d}/[{spec.version}]{uuid.uuid4().hex}"
         env = {name: str(value) for name, value in spec.environment.items()}
         env.update(
             {
@@ -369,18 +446,22 @@ class LambdaRuntime:
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
                 "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout_s),
                 "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
-                "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+                "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
                 "AWS_REGION": self._region,
                 "AWS_DEFAULT_REGION": self._region,
-                "AWS_ACCESS_KEY_ID": access_key,
-                "AWS_SECRET_ACCESS_KEY": secret_key,
+                "AWS_ACCESS_KEY_ID": credentials.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": credentials.secret_access_key,
                 "AWS_ENDPOINT_URL": self._endpoint_url,
+                "HOME": str(private_dir),
+                "TMPDIR": str(private_dir),
                 # Function code must not read the developer's AWS setup; Lambda has none.
                 "AWS_CONFIG_FILE": os.devnull,
                 "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
                 "AWS_EC2_METADATA_DISABLED": "true",
             }
         )
+        if credentials.session_token is not None:
+            env["AWS_SESSION_TOKEN"] = credentials.session_token
         return env
 
 
@@ -392,7 +473,22 @@ def host_site_dirs() -> list[str]:
 def _fingerprint(spec: FunctionSpec) -> tuple[Any, ...]:
     """What a worker was started with: any change needs new workers."""
     environment = tuple(sorted((name, str(value)) for name, value in spec.environment.items()))
-    return (spec.code_sha256, spec.handler, environment, spec.timeout_s, spec.memory_mb)
+    return (
+        spec.code_sha256,
+        spec.handler,
+        environment,
+        spec.timeout_s,
+        spec.memory_mb,
+        spec.role_arn,
+    )
+
+
+def _credential_source(credentials: CredentialSource | tuple[str, str]) -> CredentialSource:
+    if callable(credentials):
+        return credentials
+    access_key_id, secret_access_key = credentials
+    fixed = Principal(access_key_id, secret_access_key)
+    return lambda spec: fixed
 
 
 def aws_error(error_type: str, message: str) -> dict[str, Any]:
@@ -418,8 +514,8 @@ def _invocation_log(
     duration_ms: float,
     init_ms: float | None,
     memory_used_mb: int | None,
-) -> str:
-    """The invocation's log as ``LogType=Tail`` shows it: its last 4 KB."""
+) -> bytes:
+    """The invocation's whole log, framed by Lambda's START, END and REPORT lines."""
     report = (
         f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
         f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {spec.memory_mb} MB"
@@ -430,13 +526,11 @@ def _invocation_log(
         report += f"\tInit Duration: {init_ms:.2f} ms"
     if output and not output.endswith(b"\n"):
         output += b"\n"
-    text = (
+    return (
         f"START RequestId: {request_id} Version: {spec.version}\n".encode()
         + output
         + f"END RequestId: {request_id}\n{report}\n".encode()
     )
-    # Cutting bytes can split a character: drop the fragment rather than invent one.
-    return text[-LOG_TAIL_BYTES:].decode("utf-8", errors="ignore")
 
 
 def aws_timestamp() -> str:

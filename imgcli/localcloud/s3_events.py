@@ -34,6 +34,10 @@ correctly. It is assigned while holding the key's lock, the same lock held aroun
 mutation: otherwise two concurrent PUTs to one key could receive sequencers in the opposite
 order to the one moto applied them in, and the index would keep the older object.
 
+**Destination permissions.** With ``may_invoke``, S3 checks each function's resource
+policy as AWS does, when the notification is configured and when an event is delivered
+(``s3_destinations``).
+
 **Threading.** moto serves requests on many threads and does not lock a key's update
 itself. Each wrapped mutation runs under a lock chosen by its (account, bucket, key) from a
 fixed set of stripes: memory stays bounded however many keys there are, and unrelated keys
@@ -61,8 +65,16 @@ from urllib.parse import quote_plus
 
 from moto.s3 import notifications as moto_notifications
 from moto.s3.models import FakeBucket, FakeKey, NotificationConfiguration, S3Backend
+from moto.s3.responses import S3Response
 
 from imgcli.localcloud import MotoInternalsChanged
+from imgcli.localcloud.s3_destinations import (
+    MOTO_NOTIFICATION_PARSER,
+    InvokePermission,
+    event_permitted,
+    missing_notification_parser,
+    validating_parser,
+)
 
 #: Receives a function ARN and the one-record event to invoke it with.
 Deliver = Callable[[str, dict[str, Any]], None]
@@ -96,17 +108,21 @@ _logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-def install(deliver: Deliver, *, clock: Clock = time.time_ns) -> Callable[[], None]:
+def install(
+    deliver: Deliver, *, clock: Clock = time.time_ns, may_invoke: InvokePermission | None = None
+) -> Callable[[], None]:
     """Send an S3 event to ``deliver`` for every object change; return the uninstaller.
 
     Process-wide (it patches moto's classes), so at most one installation at a time.
     ``clock`` feeds both ``eventTime`` and the sequencer; tests pass a fixed one.
+    ``may_invoke`` checks destinations as AWS does (module docstring); without it every
+    configured function gets its events.
     """
     check_moto_internals()
     with _installation_lock:
         if _installation is not None:
             raise RuntimeError("S3 event delivery is already installed; uninstall it first")
-        installation = _Installation(_EventTap(deliver, clock))
+        installation = _Installation(_EventTap(deliver, clock, may_invoke), may_invoke)
         installation.apply()
         _set_installation(installation)
     return installation.remove
@@ -118,6 +134,7 @@ def check_moto_internals() -> None:
         *_missing_parameters(),
         *_missing_lambda_sender(),
         *_unusable_notification_matching(),
+        *missing_notification_parser(),
     ]
     if problems:
         raise MotoInternalsChanged(
@@ -317,8 +334,11 @@ _Mutation = Callable[[], Any]
 class _EventTap:
     """Runs each wrapped moto mutation under its key's lock and sends what it changed."""
 
-    def __init__(self, deliver: Deliver, clock: Clock) -> None:
+    def __init__(
+        self, deliver: Deliver, clock: Clock, may_invoke: InvokePermission | None = None
+    ) -> None:
         self._deliver = deliver
+        self._may_invoke = may_invoke
         self._sequencer = _SequencerClock(clock)
         self._locks = _KeyLocks()
         self._inner = threading.local()
@@ -426,6 +446,10 @@ class _EventTap:
     def _hand_over(self, deliveries: list[_Delivery]) -> None:
         for function_arn, event in deliveries:
             try:
+                if self._may_invoke is not None and not event_permitted(
+                    self._may_invoke, function_arn, event
+                ):
+                    continue
                 self._deliver(function_arn, event)
             except Exception:
                 # The object is already changed: failing the S3 request would mislead the
@@ -484,7 +508,7 @@ class _Patch:
 class _Installation:
     """The patches one ``install`` applied, and how to take them back."""
 
-    def __init__(self, tap: _EventTap) -> None:
+    def __init__(self, tap: _EventTap, may_invoke: InvokePermission | None) -> None:
         handlers: dict[str, _Handler] = {
             "put_object": tap.on_put_object,
             "copy_object": tap.on_copy_object,
@@ -504,6 +528,16 @@ class _Installation:
                 _not_invoking_lambda,
             )
         )
+        if may_invoke is not None:
+            parser = getattr(S3Response, MOTO_NOTIFICATION_PARSER)
+            self._patches.append(
+                _Patch(
+                    S3Response,
+                    MOTO_NOTIFICATION_PARSER,
+                    parser,
+                    validating_parser(parser, may_invoke),
+                )
+            )
 
     def apply(self) -> None:
         for patch in self._patches:

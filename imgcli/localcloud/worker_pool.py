@@ -10,9 +10,14 @@ runs in and hands them out. The script each process runs, and its end of the pip
   invocations, and a warm invocation costs one round trip over a pipe, not an interpreter
   start. Each function version has a pool of up to ``max_workers_per_function`` workers,
   started on demand, the most recently used reused first (the warmest); callers beyond the
-  maximum wait for a free worker (Lambda would throttle; the local cloud queues).
+  maximum wait for a free worker (Lambda would throttle; the local cloud queues). An idle
+  worker whose credentials expire too soon for the next invocation is stopped instead of
+  handed out (``checkout(valid_until=...)``).
+* **Private directory.** A worker owns the directory the runtime made for it (its HOME and
+  TMPDIR); disposing of the worker removes it.
 * **Logs.** A worker's stdout and stderr are one append-only file the runtime reads after
-  each invocation, so even a killed handler's last words are kept.
+  each invocation (its last ``FULL_LOG_BYTES``), so even a killed handler's last words are
+  kept.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import json
 import math
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +43,8 @@ from imgcli.localcloud import worker as protocol
 
 LOG_TAIL_BYTES: Final = 4096
 """How much log ``LogType=Tail`` returns: the last 4 KB."""
+FULL_LOG_BYTES: Final = 256 * 1024
+"""How much of one invocation's output is kept for its log group (CloudWatch's event limit)."""
 
 WORKER_SCRIPT: Final = Path(protocol.__file__)
 
@@ -69,9 +77,21 @@ class Worker:
     """
 
     def __init__(
-        self, process: subprocess.Popen[bytes], request_fd: int, response_fd: int, log: IO[bytes]
+        self,
+        process: subprocess.Popen[bytes],
+        request_fd: int,
+        response_fd: int,
+        log: IO[bytes],
+        *,
+        private_dir: Path | None = None,
+        expires_at: float | None = None,
+        log_stream: str = "",
     ) -> None:
         self.process = process
+        self.private_dir = private_dir
+        #: When the worker's credentials expire (epoch seconds); ``None``: never.
+        self.expires_at = expires_at
+        self.log_stream = log_stream
         self._request_fd = request_fd
         self._response_fd = response_fd
         self._log = log
@@ -84,7 +104,15 @@ class Worker:
 
     @classmethod
     def launch(
-        cls, handler: str, code_dir: Path, env: Mapping[str, str], site_dirs: Sequence[str]
+        cls,
+        handler: str,
+        code_dir: Path,
+        env: Mapping[str, str],
+        site_dirs: Sequence[str],
+        *,
+        private_dir: Path | None = None,
+        expires_at: float | None = None,
+        log_stream: str = "",
     ) -> Worker:
         request_read, request_write = os.pipe()
         response_read, response_write = os.pipe()
@@ -121,7 +149,15 @@ class Worker:
         finally:
             os.close(request_read)
             os.close(response_write)
-        return cls(process, request_write, response_read, log)
+        return cls(
+            process,
+            request_write,
+            response_read,
+            log,
+            private_dir=private_dir,
+            expires_at=expires_at,
+            log_stream=log_stream,
+        )
 
     def wait_ready(self, deadline: float) -> dict[str, Any]:
         """The worker's first message: ``{"ready": true}`` or ``{"init_error": {...}}``."""
@@ -139,10 +175,11 @@ class Worker:
         return reply, self._read_frame(deadline)
 
     def take_log(self) -> bytes:
-        """The output since the last call (its last 4 KB), and a fresh start for the next."""
+        """The output since the last call (its last ``FULL_LOG_BYTES``), and a fresh start
+        for the next."""
         fd = self._log.fileno()
         size = os.fstat(fd).st_size
-        start = max(0, size - LOG_TAIL_BYTES)
+        start = max(0, size - FULL_LOG_BYTES)
         output = os.pread(fd, size - start, start)
         os.ftruncate(fd, 0)
         return output
@@ -171,6 +208,12 @@ class Worker:
         os.close(self._request_fd)
         os.close(self._response_fd)
         self._log.close()
+        if self.private_dir is not None:
+            shutil.rmtree(self.private_dir, ignore_errors=True)
+
+    def lasts_until(self, moment: float | None) -> bool:
+        """Whether the worker's credentials are still valid at ``moment`` (epoch seconds)."""
+        return moment is None or self.expires_at is None or self.expires_at >= moment
 
     def exit_description(self) -> str:
         """How the worker ended, in the words of Lambda's ``Runtime.ExitError``."""
@@ -231,20 +274,28 @@ class Pool:
         self._retired = False
         self._closed = False
 
-    def checkout(self) -> Worker | None:
-        """The warmest idle worker, or ``None``: the caller holds a slot and starts one."""
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise RuntimeError("the Lambda runtime has been shut down")
-                if self._idle:
-                    worker = self._idle.pop()
-                    self._busy.add(worker)
-                    return worker
-                if self._starting + len(self._busy) < self._max_workers:
-                    self._starting += 1
-                    return None
-                self._cond.wait()
+    def checkout(self, valid_until: float | None = None) -> Worker | None:
+        """The warmest idle worker whose credentials last until ``valid_until``, or ``None``:
+        the caller holds a slot and starts one. Idle workers that expire sooner are stopped."""
+        expired: list[Worker] = []
+        try:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        raise RuntimeError("the Lambda runtime has been shut down")
+                    while self._idle:
+                        worker = self._idle.pop()
+                        if worker.lasts_until(valid_until):
+                            self._busy.add(worker)
+                            return worker
+                        expired.append(worker)
+                    if self._starting + len(self._busy) < self._max_workers:
+                        self._starting += 1
+                        return None
+                    self._cond.wait()
+        finally:
+            for worker in expired:  # outside the lock: stopping a process takes a while
+                worker.dispose()
 
     def started(self, worker: Worker) -> None:
         """The slot ``checkout`` reserved now holds ``worker``."""
