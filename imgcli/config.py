@@ -203,8 +203,14 @@ def _checked(path: Path, document: dict[str, Any]) -> ConfigFile:
     return ConfigFile(path, default_stack, stacks)
 
 
-def resolve_stack(flags: Flags, environ: Mapping[str, str]) -> StackSettings:
-    """Decide the selected stack's settings from flags, environment, file and defaults."""
+def resolve_stack(
+    flags: Flags, environ: Mapping[str, str], *, local_key: bool = True
+) -> StackSettings:
+    """Decide the selected stack's settings from flags, environment, file and defaults.
+
+    ``local_key=False`` leaves a local stack's credentials out (``None``) rather than read
+    the local cloud's key pair: ``imgcli local reset`` must work when it cannot be read.
+    """
     path = config_path(environ)
     file = read_config_file(path)
     sources: dict[str, str] = {
@@ -297,7 +303,7 @@ def resolve_stack(flags: Flags, environ: Mapping[str, str]) -> StackSettings:
         profile=profile,
         endpoint_url=endpoint_url,
         local_port=local_port,
-        credentials=local_access_key(environ) if local else None,
+        credentials=local_access_key(environ) if local and local_key else None,
         config_file=path,
         records=MappingProxyType(records),
         known_stacks=tuple(sorted(file.stacks)),

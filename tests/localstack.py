@@ -38,20 +38,25 @@ def free_port() -> int:
 @contextmanager
 def local_cloud_env(base: Path, stack: str, **extra: str) -> Iterator[dict[str, str]]:
     """The environment of a stack on a private local cloud; the cloud stops at exit."""
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMGCLI_"))},
-        "IMGCLI_DATA_DIR": str(base / "data"),
-        "IMGCLI_CONFIG": str(base / "config.toml"),
-        "IMGCLI_LOCAL_PORT": str(port),
-        "IMGCLI_STACK": stack,
-        **extra,
-    }
+    env = cloud_environment(base, stack, **extra)
     give_owner_key(env, KEY, SECRET)
     try:
         yield env
     finally:
-        process.stop(port, env)
+        process.stop(int(env["IMGCLI_LOCAL_PORT"]), env)
+
+
+def cloud_environment(base: Path, stack: str, **extra: str) -> dict[str, str]:
+    """The environment of a stack on a local cloud of its own (data dir under ``base``, a
+    free port), without AWS's or imgcli's variables of this process; creates nothing."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMGCLI_"))},
+        "IMGCLI_DATA_DIR": str(base / "data"),
+        "IMGCLI_CONFIG": str(base / "config.toml"),
+        "IMGCLI_LOCAL_PORT": str(free_port()),
+        "IMGCLI_STACK": stack,
+        **extra,
+    }
 
 
 def give_owner_key(env: dict[str, str], key: str, secret: str) -> None:

@@ -5,41 +5,84 @@ it outlives the command that started it, like a database server. Its data direct
 holds a ``server.json`` record (pid, port, start time) written by the server itself once
 it is listening, its log file, its state snapshot and the functions' unpacked code.
 
-"Running" means more than a live pid: the record's port must answer the health check
-with the same pid, so a stale record (a crash, a reboot, a reused pid) never fools
-``start`` or ``status``. Starting twice is harmless; stopping sends SIGTERM (the server
-saves its state and exits) and only falls back to SIGKILL after a timeout.
+"Running" means that the port answers the health check with a proof that it holds this
+data dir's secret (``health``): a stale record (a crash, a reboot, a reused pid) or
+another user's program listening on the port never fools ``start``, ``status`` or
+``stop``, and nothing is sent to it. Starting twice is harmless; stopping sends SIGTERM
+(the server saves its state and exits) to the pid the proof vouched for, and only falls
+back to SIGKILL after a timeout.
+
+Everything under the data dir is its owner's alone: the data dir is checked before
+anything else (``secret``: refused when another user owns it or others may write to it),
+what an earlier version left readable is tightened at each start, the server runs with
+umask 077 (directories 0700, files 0600, its workers' too), and it starts with an
+allow-listed environment (``server_env``), so function code cannot read the owner's
+variables through ``/proc``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from imgcli.config import LOCAL_HOST, LOCAL_REGION
 from imgcli.errors import ExitCode, ImgcliError
-from imgcli.localcloud.secret import load_or_create, local_cloud_dir
+from imgcli.localcloud import health
+from imgcli.localcloud.secret import (
+    OwnerKey,
+    ensure_private_directory,
+    load_or_create,
+    local_cloud_dir,
+    make_private,
+    read_for_reset,
+)
+from imgcli.localcloud.server_env import server_environment
 
-HEALTH_PATH: Final = "/_imgcli/health"
 RECORD: Final = "server.json"
 LOG: Final = "server.log"
+START_LOCK: Final = "start.lock"
+#: Files the server and its workers create: directories 0700, files 0600.
+SERVER_UMASK: Final = 0o077
 
 
 class LocalCloudError(ImgcliError):
     """The local cloud could not be started or reached."""
 
     exit_code = ExitCode.NETWORK
+
+
+@dataclass(frozen=True)
+class LocalAccess:
+    """Where the local cloud of a data dir answers, and the key pair it accepts."""
+
+    endpoint: str
+    port: int
+    data_dir: Path
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    region: str = LOCAL_REGION
+
+    def aws_environment(self) -> dict[str, str]:
+        """The variables that point AWS's CLI and SDKs at this local cloud."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ENDPOINT_URL": self.endpoint,
+        }
 
 
 @dataclass(frozen=True)
@@ -52,6 +95,10 @@ class LocalCloudStatus:
     log_file: Path
     access_key_id: str
     secret_access_key: str = field(repr=False)
+    #: Set when the port is held by something that did not prove it is this local cloud.
+    note: str | None = None
+    #: What the running server could not restore at start (a state file set aside...).
+    problems: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +111,8 @@ class LocalCloudStatus:
             "access_key_id": self.access_key_id,
             "secret_access_key": self.secret_access_key,
             "region": LOCAL_REGION,
+            "note": self.note,
+            "problems": list(self.problems),
         }
 
 
@@ -71,24 +120,59 @@ def endpoint_for(port: int) -> str:
     return f"http://{LOCAL_HOST}:{port}"
 
 
-def status(port: int, environ: Mapping[str, str] = os.environ) -> LocalCloudStatus:
-    """Whether a local cloud answers for this data dir, and where."""
+def something_else_listens(port: int, claimed_pid: int | None = None) -> str:
+    """What status and start say of a listener that did not prove it is this local cloud."""
+    said = f"something else listens on {LOCAL_HOST}:{port}"
+    if claimed_pid is not None:
+        said += (
+            f" (pid {claimed_pid}, it says it is an imgcli local cloud but cannot prove it "
+            "holds this data dir's secret: an older imgcli's, another data dir's, or not one)"
+        )
+    return said
+
+
+def access(port: int, environ: Mapping[str, str] = os.environ) -> LocalAccess:
+    """The endpoint and key pair of this data dir's local cloud; no request is made.
+
+    The port is the record's, if the local cloud was started (it may run elsewhere than
+    the port asked for); the key pair is made on first use.
+    """
     directory = local_cloud_dir(environ)
-    record = _read_record(directory)
-    if record is not None:
-        port = int(record.get("port", port))
-    health = _health(port)
-    running = record is not None and health is not None and health.get("pid") == record.get("pid")
     key = load_or_create(directory)
+    port = _recorded_port(directory, port)
+    return LocalAccess(
+        endpoint_for(port), port, directory, key.access_key_id, key.secret_access_key
+    )
+
+
+def status(port: int, environ: Mapping[str, str] = os.environ) -> LocalCloudStatus:
+    """Whether this data dir's local cloud answers, and where.
+
+    Raises ``UnsafeDataDir`` (exit code AUTH) when the data dir is not private.
+    """
+    directory = local_cloud_dir(environ)
+    key = load_or_create(directory)
+    return _status_at(_recorded_port(directory, port), directory, key)
+
+
+def _status_at(port: int, directory: Path, key: OwnerKey) -> LocalCloudStatus:
+    found = health.check(port, key)
+    running = found.listener is health.Listener.OURS
     return LocalCloudStatus(
         running=running,
         endpoint=endpoint_for(port),
         port=port,
-        pid=int(record["pid"]) if running and record else None,
+        pid=found.pid if running else None,
         data_dir=directory,
         log_file=directory / LOG,
         access_key_id=key.access_key_id,
         secret_access_key=key.secret_access_key,
+        note=(
+            something_else_listens(port, found.claimed_pid)
+            if found.listener is health.Listener.SOMETHING_ELSE
+            else None
+        ),
+        problems=_recorded_problems(directory, found.pid) if running else (),
     )
 
 
@@ -98,31 +182,42 @@ def start(
     """Start the local cloud unless it runs; returns its status and whether it was started.
 
     Concurrent starts (two commands at once) take turns on a lock file, so the second
-    finds the first one's server instead of racing it for the port.
+    finds the first one's server instead of racing it for the port. Raises
+    ``UnsafeDataDir`` when the data dir is not private, and ``LocalCloudError`` when
+    something else holds the port.
     """
-    import fcntl
-
     directory = local_cloud_dir(environ)
-    load_or_create(directory)  # the data dir is private, and the server's key is there
-    with (directory / "start.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return _start_locked(port, environ, timeout_s)
+    key = load_or_create(directory)  # the data dir is private, and the server's key is there
+    with _start_lock(directory):
+        return _start_locked(port, environ, directory, key, timeout_s)
+
+
+@contextlib.contextmanager
+def _start_lock(directory: Path) -> Iterator[None]:
+    descriptor = os.open(directory / START_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def _start_locked(
-    port: int, environ: Mapping[str, str], timeout_s: float
+    port: int, environ: Mapping[str, str], directory: Path, key: OwnerKey, timeout_s: float
 ) -> tuple[LocalCloudStatus, bool]:
-    current = status(port, environ)
+    current = _status_at(_recorded_port(directory, port), directory, key)
     if current.running:
         return current, False
-    if _health(port) is not None or _port_taken(port):
-        raise LocalCloudError(
-            f"port {port} on {LOCAL_HOST} is already in use by another program",
-            hint="choose another port with --port or IMGCLI_LOCAL_PORT",
-        )
-    directory = local_cloud_dir(environ)
+    if current.port != port:  # a stale record: what matters now is the port asked for
+        current = _status_at(port, directory, key)
+        if current.running:
+            return current, False
+    if current.note is not None:
+        raise _impostor(current.note)
     (directory / RECORD).unlink(missing_ok=True)
-    log = (directory / LOG).open("ab")
+    # What an earlier version made 0755 and 0644; walked only when a server starts, so
+    # the commands that find it running pay nothing.
+    make_private(directory)
     command = [
         sys.executable,
         "-m",
@@ -132,17 +227,20 @@ def _start_locked(
         "--data-dir",
         str(directory),
     ]
-    child_environment = {k: v for k, v in environ.items() if not k.startswith("AWS_")}
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=child_environment,
-        start_new_session=True,  # outlives this command and its terminal's Ctrl-C
-        close_fds=True,
-    )
-    log.close()
+    log = os.open(directory / LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server_environment(environ),
+            umask=SERVER_UMASK,
+            start_new_session=True,  # outlives this command and its terminal's Ctrl-C
+            close_fds=True,
+        )
+    finally:
+        os.close(log)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -151,20 +249,42 @@ def _start_locked(
                 + _tail(directory / LOG),
                 hint=f"see {directory / LOG}",
             )
-        current = status(port, environ)
+        current = _status_at(port, directory, key)
         if current.running:
             return current, True
+        if current.note is not None:
+            # Our server listens only once it can prove itself: whatever answers without
+            # the proof took the port first (ours then fails to bind), or is not ours.
+            _kill(process)
+            raise _impostor(current.note)
         time.sleep(0.1)
-    process.kill()
+    _kill(process)
     raise LocalCloudError(
         f"the local cloud did not answer on port {port} within {timeout_s:.0f} s",
         hint=f"see {directory / LOG}",
     )
 
 
+def _impostor(note: str) -> LocalCloudError:
+    return LocalCloudError(
+        f"{note}; imgcli sends it nothing",
+        hint="stop that program (`kill PID` if it is yours), "
+        "or choose another port with --port or IMGCLI_LOCAL_PORT",
+    )
+
+
 def stop(port: int, environ: Mapping[str, str] = os.environ, *, timeout_s: float = 30.0) -> bool:
-    """Stop the local cloud (it saves its state first); False if it was not running."""
-    current = status(port, environ)
+    """Stop the local cloud (it saves its state first); False if it was not running.
+
+    Only a pid the health check's proof vouched for is ever signalled.
+    """
+    directory = local_cloud_dir(environ)
+    key = load_or_create(directory)
+    return _stop(_recorded_port(directory, port), directory, key, timeout_s)
+
+
+def _stop(port: int, directory: Path, key: OwnerKey, timeout_s: float) -> bool:
+    current = _status_at(port, directory, key)
     if not current.running or current.pid is None:
         return False
     os.kill(current.pid, signal.SIGTERM)
@@ -175,49 +295,64 @@ def stop(port: int, environ: Mapping[str, str] = os.environ, *, timeout_s: float
         time.sleep(0.1)
     else:
         os.killpg(current.pid, signal.SIGKILL)
-    (current.data_dir / RECORD).unlink(missing_ok=True)
+    (directory / RECORD).unlink(missing_ok=True)
     return True
 
 
 def reset(port: int, environ: Mapping[str, str] = os.environ) -> None:
-    """Stop the local cloud and discard everything it holds."""
-    stop(port, environ)
-    shutil.rmtree(local_cloud_dir(environ), ignore_errors=True)
+    """Stop the local cloud and discard everything it holds, its secret included.
+
+    Also the way out when the secret is exposed (others could read it: it still serves to
+    stop the server, then it is discarded), another user's or damaged (then the data dir
+    is only removed if nothing listens on the port, as no server can prove itself).
+    """
+    directory = local_cloud_dir(environ)
+    ensure_private_directory(directory)  # never remove a dir someone else controls
+    port = _recorded_port(directory, port)
+    key = read_for_reset(directory)
+    if key is not None:
+        _stop(port, directory, key, 30.0)
+    if not health.nobody_listens(port):
+        raise LocalCloudError(
+            f"{something_else_listens(port)}, and imgcli cannot tell whether it is the local "
+            "cloud whose state it would discard",
+            hint=f"stop the program listening on port {port}, then reset again",
+        )
+    shutil.rmtree(directory, ignore_errors=True)
 
 
-def write_record(directory: Path, port: int) -> None:
-    """Called by the server once it listens: the record ``status`` trusts."""
-    directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".{RECORD}.{os.getpid()}"
-    temporary.write_text(json.dumps({"pid": os.getpid(), "port": port, "started": time.time()}))
+def write_record(directory: Path, port: int, problems: Sequence[str] = ()) -> None:
+    """Called by the server once it listens: where ``status`` and ``access`` look first,
+    with what it could not restore at start (``problems``, shown by ``local status``)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = directory / f".{RECORD}.{os.getpid()}.{secrets.token_hex(4)}"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        record = {"pid": os.getpid(), "port": port, "started": time.time()}
+        json.dump({**record, "problems": list(problems)}, file)
     temporary.replace(directory / RECORD)
 
 
-def _read_record(directory: Path) -> dict[str, Any] | None:
+def _recorded_problems(directory: Path, pid: int | None) -> tuple[str, ...]:
+    """The problems the server with ``pid`` (proven ours) recorded at its start."""
     try:
         record = json.loads((directory / RECORD).read_text())
     except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
+        return ()
+    if not isinstance(record, dict) or record.get("pid") != pid:
+        return ()
+    problems = record.get("problems", [])
+    return tuple(str(problem) for problem in problems) if isinstance(problems, list) else ()
 
 
-def _health(port: int) -> dict[str, Any] | None:
+def _recorded_port(directory: Path, port: int) -> int:
+    """The port in the server's record, if there is one; else ``port``."""
     try:
-        with urllib.request.urlopen(  # noqa: S310 - a fixed http://127.0.0.1 URL
-            endpoint_for(port) + HEALTH_PATH, timeout=1.0
-        ) as response:
-            answer = json.loads(response.read())
-    except (OSError, ValueError, urllib.error.URLError):
-        return None
-    return answer if isinstance(answer, dict) and answer.get("service") == "imgcli-local" else None
-
-
-def _port_taken(port: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex((LOCAL_HOST, port)) == 0
+        record = json.loads((directory / RECORD).read_text())
+        recorded = record["port"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return port
+    return recorded if type(recorded) is int and 0 < recorded < 65536 else port
 
 
 def _alive(pid: int) -> bool:
@@ -233,6 +368,12 @@ def _alive(pid: int) -> bool:
     except ChildProcessError:
         return True
     return finished == 0
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
 
 
 def _tail(path: Path, lines: int = 5) -> str:

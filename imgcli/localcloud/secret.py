@@ -9,8 +9,12 @@ the snapshot, the journal and the health answer (``OwnerKey.derived``, one key p
 
 The directory is refused, rather than repaired, when it belongs to another user or when
 others may write to it: whoever can write there can plant a state file the server would
-load, or read the secret back. A directory of ours that others may only read (earlier
-versions made them 0755) is tightened to 0700.
+load, or read the secret back. So is one inside a directory others may write to (without
+the sticky bit of /tmp), or owned by another user but root: they could swap ours for
+theirs. Group-writable parents are accepted, as distributions with a private group per
+user make them. A directory of ours that others may only read (earlier versions made the
+data dir 0755 and its files 0644) is tightened: ``make_private`` walks it at every start,
+never following a link, and refuses anything in it that belongs to another user.
 """
 
 from __future__ import annotations
@@ -86,6 +90,58 @@ def ensure_private_directory(directory: Path) -> None:
         )
     if info.st_mode & 0o077:
         directory.chmod(0o700)
+    _check_parents(directory)
+
+
+def make_private(directory: Path) -> None:
+    """Take group and other permissions off everything under ``directory``.
+
+    Links are neither followed nor changed (a link's own mode means nothing); an entry
+    that belongs to another user raises ``UnsafeDataDir``, as someone else wrote there.
+    """
+    me = os.geteuid()
+    for top, dirs, names, top_fd in os.fwalk(directory, follow_symlinks=False):
+        info = os.fstat(top_fd)
+        _refuse_foreign(Path(top), info, me)
+        if info.st_mode & 0o077:
+            os.fchmod(top_fd, stat.S_IMODE(info.st_mode) & 0o700)
+        for name in [*dirs, *names]:
+            try:
+                info = os.stat(name, dir_fd=top_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # gone meanwhile (a finished worker's scratch file)
+            _refuse_foreign(Path(top) / name, info, me)
+            kind = stat.S_IFMT(info.st_mode)
+            if kind not in (stat.S_IFLNK, stat.S_IFDIR) and info.st_mode & 0o077:
+                # Directories get theirs from their own turn of the walk. Only we may
+                # write here (checked first), so the name is still what was stat'ed.
+                os.chmod(name, stat.S_IMODE(info.st_mode) & 0o700, dir_fd=top_fd)
+
+
+def _refuse_foreign(path: Path, info: os.stat_result, me: int) -> None:
+    if info.st_uid != me:
+        raise UnsafeDataDir(
+            f"{path} in the local cloud's data dir belongs to another user (uid {info.st_uid})",
+            hint="someone else wrote there: check it, then remove it or run `imgcli local reset`",
+        )
+
+
+def _check_parents(directory: Path) -> None:
+    me = os.geteuid()
+    for parent in Path(os.path.realpath(directory)).parents:
+        info = parent.stat()
+        if info.st_uid not in (me, 0):
+            raise UnsafeDataDir(
+                f"the local cloud's data dir {directory} is inside {parent}, "
+                f"which belongs to another user (uid {info.st_uid}), who could swap it for theirs",
+                hint="point IMGCLI_DATA_DIR at a directory of your own",
+            )
+        if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+            raise UnsafeDataDir(
+                f"the local cloud's data dir {directory} is inside {parent}, which anyone may "
+                f"write to (mode {stat.S_IMODE(info.st_mode):o}), so they could swap it for theirs",
+                hint="point IMGCLI_DATA_DIR at a directory of your own",
+            )
 
 
 def load_or_create(directory: Path) -> OwnerKey:
@@ -117,7 +173,20 @@ def load_or_create(directory: Path) -> OwnerKey:
     return winner
 
 
-def _read(path: Path) -> OwnerKey | None:
+def read_for_reset(directory: Path) -> OwnerKey | None:
+    """The key pair in ``directory`` even if others could read it; ``None`` if there is none
+    or it is not the owner's own (another user's file, or damaged).
+
+    Only for ``imgcli local reset``, which discards it: the local cloud still running with
+    an exposed secret can then be stopped by its proof before a new secret is made.
+    """
+    try:
+        return _read(directory / SECRET_FILE, exposed_ok=True)
+    except UnsafeDataDir:
+        return None
+
+
+def _read(path: Path, *, exposed_ok: bool = False) -> OwnerKey | None:
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
@@ -126,10 +195,15 @@ def _read(path: Path) -> OwnerKey | None:
         raise UnsafeDataDir(f"cannot read the local cloud's secret {path}: {error}") from error
     with os.fdopen(descriptor) as file:
         info = os.fstat(file.fileno())
-        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        if info.st_uid != os.geteuid():
+            raise UnsafeDataDir(
+                f"the local cloud's secret {path} belongs to another user (uid {info.st_uid})",
+                hint="run `imgcli local reset` to make a new one",
+            )
+        if info.st_mode & 0o077 and not exposed_ok:
             raise UnsafeDataDir(
                 f"the local cloud's secret {path} is readable or writable by others "
-                f"(mode {stat.S_IMODE(info.st_mode):o}, uid {info.st_uid})",
+                f"(mode {stat.S_IMODE(info.st_mode):o})",
                 hint="run `imgcli local reset` to make a new one",
             )
         try:
