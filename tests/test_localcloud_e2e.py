@@ -155,9 +155,23 @@ def test_a_failing_async_function_is_retried_then_reported(stack: dict[str, Any]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
-    role = client(stack, "iam").create_role(
+    iam = client(stack, "iam")
+    role = iam.create_role(
         RoleName="e2e-fails", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
     )["Role"]["Arn"]
+    # Lambda writes the failure record with the function's role, as on AWS.
+    iam.put_role_policy(
+        RoleName="e2e-fails",
+        PolicyName="report",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn}
+                ],
+            }
+        ),
+    )
     lam.create_function(
         FunctionName="e2e-fails",
         Runtime="python3.13",

@@ -2,25 +2,38 @@
 
 One WSGI application on 127.0.0.1, layered from the outside in:
 
-* ``Gatekeeper`` answers the health check (``process`` trusts only that answer), lets in
-  only this machine's signed requests, and notes what changed;
-* ``ExecuteApi`` serves ``/_api/<apiId>/...`` (the stacks' HTTP APIs, SigV4-checked);
+* ``InFlight`` counts requests, so ``local stop`` can let them finish before the last save;
+* ``gate.Gatekeeper`` answers the health check (with a proof of the owner's secret:
+  ``process`` trusts nothing else), routes each request once on its raw path, and lets
+  an AWS request in only when its SigV4 signature verifies with the owner's key or a
+  role session's (``role_sessions``), leaving the verified ``Principal`` in the environ;
+* ``ExecuteApi`` serves ``/_api/<apiId>/...`` (the stacks' HTTP APIs: ``AWS_IAM`` routes
+  checked, and a function invoked only if its policy lets the API invoke it);
+* ``journal_layer.Journaling`` journals every request that changes moto's state, and
+  its client hears back only once the journal is fsynced (group commit), with the S3
+  events it caused; ``journal_durability`` replays the journal onto the last snapshot at
+  start and resubmits the events left unsettled, so a killed process loses nothing it
+  acknowledged. Snapshots only compact the journal (every minute while things change,
+  and at stop);
+* ``authorizer.Authorizer`` checks a role session's call against its role's policies as
+  they are at that moment (the owner may do anything), so a refused call never reaches
+  the journal;
 * every other request is moto's, which serves S3, DynamoDB, Lambda, IAM, SQS, API
-  Gateway v2, STS and CloudWatch Logs for any client (with ``moto_speedups``: moto's
-  dispatcher remembers each host's service, and DynamoDB writes plain values directly);
-* mutating requests mark the state dirty, and a scheduler snapshots it every few seconds
-  and on shutdown, so ``local stop`` + ``local start`` (or a killed process) keeps it.
-  ``local stop`` first lets queued events finish (the server keeps answering the
-  functions' own calls meanwhile), then stops accepting, waits for requests in flight,
-  stops the parts and saves last. A killed process loses events still queued: their
-  objects are there after a restart, but not indexed until they change again.
+  Gateway v2, STS and CloudWatch Logs (with ``moto_speedups``: moto's dispatcher
+  remembers each host's service, and DynamoDB writes plain values directly).
+
+``local stop`` first lets queued events finish (the server keeps answering the
+functions' own calls meanwhile), then stops accepting, waits for requests in flight,
+stops the parts and saves last.
 
 moto runs no Lambda code without Docker, so ``moto_lambda.install_invoke`` makes its
 Invoke API run the deployed zip in ``LambdaRuntime``'s warm workers, and
-``s3_events.install`` turns every object change into the event AWS would send, queued to
-the ``AsyncInvoker`` (AWS's async rules: retries, then the on-failure destination). The
-retry delays are seconds here rather than AWS's minutes, so a failing event reaches its
-queue while someone is still watching.
+``s3_events.install`` turns every object change into the event AWS would send to each
+function whose policy lets the bucket invoke it, queued to the ``AsyncInvoker`` (AWS's
+async rules: retries, then the on-failure destination). The retry delays are seconds here
+rather than AWS's minutes, so a failing event reaches its queue while someone is still
+watching. Each function runs with temporary credentials for its execution role; its
+on-failure records and its log lines are written with that role.
 
 Run as ``python -m imgcli.localcloud.server --port N --data-dir D``; ``process.start``
 does that in the background.
@@ -40,14 +53,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from imgcli.config import LOCAL_HOST, LOCAL_REGION
-from imgcli.localcloud import API_PATH_PREFIX
 from imgcli.localcloud.execute_api import StartResponse, WsgiApp
-from imgcli.localcloud.process import HEALTH_PATH, write_record
+from imgcli.localcloud.process import write_record
 
 Environ = dict[str, Any]
 
 ACCOUNT: Final = "123456789012"
-SNAPSHOT: Final = "state.pickle"
+#: The journaled call that delivers an invocation record to an on-failure queue.
+DESTINATION_CALL: Final = "lambda-destination"
 LOCAL_RETRY_DELAYS: Final = (1.0, 2.0)
 #: Warm workers per function, and threads delivering events to them. A save invocation
 #: mostly waits on calls back into this server, so more than the core count pays off:
@@ -56,92 +69,30 @@ WORKERS_PER_FUNCTION: Final = 8
 #: How long ``local stop`` lets queued S3 events and async calls finish before saving.
 DRAIN_TIMEOUT_S: Final = 60.0
 
-_MUTATING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
-# JSON-protocol APIs (DynamoDB, Lambda's control plane via X-Amz-Target, Logs) send reads
-# as POST too; these operation name prefixes change nothing, so they need no snapshot.
-_READ_ONLY_TARGETS = ("Get", "Describe", "List", "Query", "Scan", "BatchGet")
 
+class InFlight:
+    """Counts requests in flight, so shutdown can let them finish before the last save."""
 
-class Gatekeeper:
-    """The local cloud's front door: health check, who may call, and what changed.
-
-    * ``/_imgcli/health`` says who is listening (``process`` trusts only that answer).
-    * Only this machine's own clients get in. The Host must be 127.0.0.1 or localhost on
-      our port (a web page using DNS rebinding sends its own host name), a browser's
-      cross-origin request is refused, and AWS requests must be signed with the local
-      access key, so a web page cannot make the local cloud run code or write objects.
-      (The signature itself is checked for the HTTP API; moto checks none for its APIs.)
-    * Mutating requests mark the state dirty for the snapshot scheduler, and requests in
-      flight are counted so shutdown can wait for them.
-    """
-
-    def __init__(
-        self, app: WsgiApp, *, port: int, access_key_id: str, mark_dirty: Callable[[], None]
-    ) -> None:
+    def __init__(self, app: WsgiApp) -> None:
         self.app = app
-        self.mark_dirty = mark_dirty
-        self.access_key_id = access_key_id
-        self.hosts = {f"{LOCAL_HOST}:{port}", f"localhost:{port}"}
-        self.origins = {f"http://{host}" for host in self.hosts}
-        self._in_flight = 0
+        self._count = 0
         self._idle = threading.Condition()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path == HEALTH_PATH:
-            return _json(start_response, "200 OK", {"service": "imgcli-local", "pid": os.getpid()})
-        refusal = self._refusal(environ)
-        if refusal is not None:
-            return _json(start_response, "403 Forbidden", {"message": refusal})
-        if self._changes_state(environ):
-            self.mark_dirty()
         with self._idle:
-            self._in_flight += 1
+            self._count += 1
         try:
             # Responses here are complete lists (moto's and ours), so the work is done
             # when the call returns.
             return list(self.app(environ, start_response))
         finally:
             with self._idle:
-                self._in_flight -= 1
+                self._count -= 1
                 self._idle.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         with self._idle:
-            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
-
-    def _refusal(self, environ: Environ) -> str | None:
-        if environ.get("HTTP_HOST", "") not in self.hosts:
-            return "the local cloud answers only requests addressed to 127.0.0.1 or localhost"
-        origin = environ.get("HTTP_ORIGIN")
-        if origin is not None and origin not in self.origins:
-            return "cross-origin requests are not accepted"
-        if environ.get("PATH_INFO", "").startswith(API_PATH_PREFIX):
-            return None  # the HTTP API verifies the whole SigV4 signature itself
-        credential = environ.get("HTTP_AUTHORIZATION", "") + "&" + environ.get("QUERY_STRING", "")
-        if f"Credential={self.access_key_id}/" in credential or (
-            f"Credential={self.access_key_id}%2F" in credential
-        ):
-            return None
-        return (
-            "sign requests with the local cloud's access key "
-            f"({self.access_key_id}; see imgcli local status)"
-        )
-
-    @staticmethod
-    def _changes_state(environ: Environ) -> bool:
-        if environ.get("REQUEST_METHOD") not in _MUTATING:
-            return False
-        operation = str(environ.get("HTTP_X_AMZ_TARGET", "")).rpartition(".")[2]
-        return not (operation and operation.startswith(_READ_ONLY_TARGETS))
-
-
-def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
-    data = json.dumps(body).encode()
-    start_response(
-        status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
-    )
-    return [data]
+            return self._idle.wait_for(lambda: self._count == 0, timeout)
 
 
 class LocalCloud:
@@ -152,43 +103,85 @@ class LocalCloud:
 
         from imgcli.localcloud import (
             api_routes,
+            authorizer,
             execute_api,
+            function_logs,
+            health,
             moto_lambda,
             moto_speedups,
-            persistence,
             s3_events,
             secret,
         )
         from imgcli.localcloud.async_invoke import AsyncInvoker
+        from imgcli.localcloud.gate import FixedIdentities, Gatekeeper
+        from imgcli.localcloud.identity import Principal
+        from imgcli.localcloud.journal_durability import DurableState
+        from imgcli.localcloud.role_sessions import IdentityChain, RoleSessions
         from imgcli.localcloud.runtime import LambdaRuntime
 
         owner = secret.load_or_create(data_dir)
-        persistence.load_snapshot(data_dir / SNAPSHOT)
-        credentials = (owner.access_key_id, owner.secret_access_key)
+        self.durable = DurableState(data_dir, owner)
+        self.sessions = RoleSessions()
+        # The owner's key first, then the functions' role sessions and STS's.
+        identities = IdentityChain(
+            FixedIdentities([Principal(owner.access_key_id, owner.secret_access_key)]),
+            self.sessions,
+        )
+
+        def under_mutation_lock(change: Callable[[], None]) -> None:
+            with self.durable.lock:  # never while a snapshot pickles the state
+                change()
+
         self.runtime = LambdaRuntime(
             workdir=data_dir / "runtime",
             endpoint_url=f"http://{LOCAL_HOST}:{port}",
             region=LOCAL_REGION,
-            credentials=credentials,
+            credentials=self.sessions.for_function,
             max_workers_per_function=WORKERS_PER_FUNCTION,
+            log_sink=function_logs.FunctionLogWriter(
+                ACCOUNT, LOCAL_REGION, mutate=under_mutation_lock
+            ),
         )
+        send_as_role = moto_lambda.destination_sender(ACCOUNT, LOCAL_REGION)
         self.invoker = AsyncInvoker(
             self.runtime,
             lookup=lambda name: moto_lambda.function_spec(ACCOUNT, LOCAL_REGION, name),
             invoke_config=lambda name: moto_lambda.async_config(ACCOUNT, LOCAL_REGION, name),
-            send_to_destination=lambda arn, record: moto_lambda.send_to_queue(
-                ACCOUNT, LOCAL_REGION, arn, json.dumps(record)
+            send_to_destination=lambda arn, record: self.durable.call(
+                DESTINATION_CALL,
+                {"arn": arn, "record": record},
+                lambda: send_to_destination({"arn": arn, "record": record}),
             ),
             retry_delays=LOCAL_RETRY_DELAYS,
             threads=WORKERS_PER_FUNCTION,
+            journal=self.durable.ledger,
         )
         self._uninstall_invoke = moto_lambda.install_invoke(self.runtime, self.invoker)
-        self._uninstall_events = s3_events.install(
-            lambda arn, event: self.invoker.submit(arn, json.dumps(event).encode())
-        )
-        self.scheduler = persistence.SnapshotScheduler(data_dir / SNAPSHOT)
+
+        def send_to_destination(arguments: dict[str, Any]) -> None:
+            # As on AWS, with the function's role: denied, the record is dropped (logged).
+            send_as_role(arguments["arn"], arguments["record"])
+
+        def deliver(function_arn: str, event: dict[str, Any]) -> None:
+            if not self.durable.replaying:  # a replayed change's events are in its record
+                self.invoker.submit(function_arn, json.dumps(event).encode())
+
+        self._uninstall_events = s3_events.install(deliver, may_invoke=moto_lambda.s3_may_invoke)
 
         def invoke_for_api(function_arn: str, event: dict[str, Any]) -> Any:
+            context = event.get("requestContext", {})
+            if not moto_lambda.api_may_invoke(
+                ACCOUNT,
+                LOCAL_REGION,
+                str(context.get("apiId", "")),
+                str(context.get("routeKey", "")),
+                function_arn,
+                str(context.get("stage", "$default")),
+            ):
+                return execute_api.FunctionFailed(
+                    f"the API may not invoke {function_arn}: its policy grants "
+                    "apigateway.amazonaws.com no lambda:InvokeFunction"
+                )
             spec = moto_lambda.function_spec(ACCOUNT, LOCAL_REGION, function_arn)
             if spec is None:
                 return execute_api.FunctionFailed(f"no function {function_arn}")
@@ -199,19 +192,30 @@ class LocalCloud:
 
         self._uninstall_speedups = moto_speedups.install()
         aws: WsgiApp = moto_speedups.CachingDispatcher(create_backend_app)
-        with_api = execute_api.ExecuteApi(
-            aws,
+        self.durable.recover(aws, {DESTINATION_CALL: send_to_destination})
+        api = execute_api.ExecuteApi(
             invoke=invoke_for_api,
             apis=api_routes.moto_api_lookup(ACCOUNT, LOCAL_REGION),
-            credentials=credentials,
+            identities=identities,
             region=LOCAL_REGION,
+            authorize=lambda principal, route_arn: authorizer.principal_allows(
+                principal, "execute-api:Invoke", route_arn, LOCAL_REGION
+            ),
         )
-        self.gate = Gatekeeper(
-            with_api,
-            port=port,
-            access_key_id=owner.access_key_id,
-            mark_dirty=self.scheduler.mark_dirty,
+        # A refused call never reaches the journal; a replay goes to bare moto.
+        authorized = authorizer.Authorizer(aws, account=ACCOUNT, default_region=LOCAL_REGION)
+        pid = os.getpid()
+        self.gate = InFlight(
+            Gatekeeper(
+                self.durable.journaling(authorized),
+                api,
+                port=port,
+                identities=identities,
+                region=LOCAL_REGION,
+                health=lambda raw_query: health.answer(raw_query, owner, pid),
+            )
         )
+        self.durable.resubmit(self.invoker)
 
     def finish_pending_events(self) -> None:
         """Let queued S3 events and async calls run while the server still answers them."""
@@ -228,7 +232,7 @@ class LocalCloud:
         self._uninstall_invoke()
         self.runtime.shutdown()
         self._uninstall_speedups()
-        self.scheduler.stop()  # the last save, after everything that could change state
+        self.durable.close()  # the last save, after everything that could change state
 
 
 def serve(port: int, data_dir: Path) -> None:
@@ -251,7 +255,10 @@ def serve(port: int, data_dir: Path) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    write_record(data_dir, port)
+    problems = cloud.durable.problems()
+    for problem in problems:
+        logging.getLogger(__name__).warning("%s", problem)
+    write_record(data_dir, port, problems)
     logging.getLogger(__name__).info("local cloud listening on %s:%d", LOCAL_HOST, port)
     try:
         server.serve_forever()
@@ -261,6 +268,9 @@ def serve(port: int, data_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from imgcli.localcloud import server_env
+
+    server_env.scrub()  # function code must not find the owner's variables in our environ
     parser = argparse.ArgumentParser(prog="python -m imgcli.localcloud.server")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
