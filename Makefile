@@ -36,7 +36,7 @@ demo: $(STAMP)
 	@echo "  .venv/bin/imgcli show 'holiday/sunset at sea.jpg'"
 	@echo "  .venv/bin/imgcli upload --recursive ~/Pictures --prefix mine/   # a folder of yours"
 	@echo "  .venv/bin/imgcli list --json | head"
-	@echo "  .venv/bin/imgcli local status      # endpoint and credentials for any AWS client"
+	@echo "  .venv/bin/imgcli local status      # endpoint and key; 'eval \"\$$(.venv/bin/imgcli local env)\"' for other AWS tools"
 	@echo "  .venv/bin/imgcli local stop        # state is kept for the next start"
 
 # imgcli against raw boto3 and the AWS CLI on a private local cloud (issue 6); writes
@@ -44,6 +44,16 @@ demo: $(STAMP)
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# What durability costs (issue 11): the same upload against the local cloud of the commit
+# before the journal and against this tree, alternating (benchmarks/journal_cost.py).
+JOURNAL_BEFORE ?= 19af3eb
+.PHONY: bench-durability
+bench-durability: $(STAMP)
+	rm -rf .bench-before && mkdir .bench-before
+	git archive $(JOURNAL_BEFORE) | tar -x -C .bench-before
+	$(BIN)/python benchmarks/journal_cost.py --before .bench-before
+	rm -rf .bench-before
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
