@@ -368,6 +368,9 @@ def test_ctrl_c_aborts_the_multipart_upload_prints_a_summary_and_exits_130(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As a terminal's Ctrl-C finds it. A suite started in the background (`make test &`)
+        # ignores SIGINT, and an ignored signal stays ignored across exec.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while not s3.list_multipart_uploads(Bucket=stack["bucket"], Prefix="ctrl-c/").get("Uploads"):
