@@ -135,6 +135,35 @@ def folder_bytes(folder: Path) -> int:
 # --- the local cloud and timed processes ---------------------------------------------------
 
 
+def group_cpu_seconds(group: int) -> float:
+    """CPU time (user and system) of the processes in process group ``group``."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2 :].split()
+        if int(fields[2]) == group:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def indexed_count(dynamodb: Any, table: str, prefix: str) -> int:
+    """How many images under ``prefix`` the stack's index lists as active."""
+    total = 0
+    for page in dynamodb.get_paginator("query").paginate(
+        TableName=table,
+        IndexName=STATUS_INDEX,
+        KeyConditionExpression="#s = :s AND begins_with(#k, :p)",
+        ExpressionAttributeNames={"#s": "status", "#k": "key"},
+        ExpressionAttributeValues={":s": {"S": "active"}, ":p": {"S": prefix}},
+        Select="COUNT",
+    ):
+        total += int(page["Count"])
+    return total
+
+
 @dataclass
 class Cloud:
     env: dict[str, str]
@@ -159,30 +188,10 @@ class Cloud:
 
     def cpu_seconds(self) -> float:
         """CPU time of the local cloud's process group (server and Lambda workers)."""
-        ticks = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                text = stat.read_text()
-            except OSError:
-                continue
-            fields = text[text.rfind(")") + 2 :].split()
-            if int(fields[2]) == self.pid:
-                ticks += int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return group_cpu_seconds(self.pid)
 
     def indexed(self, prefix: str) -> int:
-        dynamodb = local_client(self.stack, "dynamodb")
-        total = 0
-        for page in dynamodb.get_paginator("query").paginate(
-            TableName=self.stack["table"],
-            IndexName=STATUS_INDEX,
-            KeyConditionExpression="#s = :s AND begins_with(#k, :p)",
-            ExpressionAttributeNames={"#s": "status", "#k": "key"},
-            ExpressionAttributeValues={":s": {"S": "active"}, ":p": {"S": prefix}},
-            Select="COUNT",
-        ):
-            total += int(page["Count"])
-        return total
+        return indexed_count(local_client(self.stack, "dynamodb"), self.stack["table"], prefix)
 
     def settle(self, prefix: str, count: int, timeout: float = 180) -> None:
         """Wait until the stack has indexed ``count`` images under ``prefix``."""

@@ -32,9 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from harness import REPO, log, write_files
+from harness import REPO, group_cpu_seconds, indexed_count, log, write_files
 
-from imgcli.lambdas.records import STATUS_INDEX
 from tests.localstack import free_port
 
 #: The owner key of a local cloud from before per-installation secrets.
@@ -83,34 +82,11 @@ class Tree:
         )
 
     def indexed(self, prefix: str) -> int:
-        total = 0
-        for page in (
-            self.client("dynamodb")
-            .get_paginator("query")
-            .paginate(
-                TableName=self.stack["table"],
-                IndexName=STATUS_INDEX,
-                KeyConditionExpression="#s = :s AND begins_with(#k, :p)",
-                ExpressionAttributeNames={"#s": "status", "#k": "key"},
-                ExpressionAttributeValues={":s": {"S": "active"}, ":p": {"S": prefix}},
-                Select="COUNT",
-            )
-        ):
-            total += int(page["Count"])
-        return total
+        return indexed_count(self.client("dynamodb"), self.stack["table"], prefix)
 
     def cpu_seconds(self) -> float:
         """CPU time of the local cloud's process group (server and Lambda workers)."""
-        ticks = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                text = stat.read_text()
-            except OSError:
-                continue
-            fields = text[text.rfind(")") + 2 :].split()
-            if int(fields[2]) == self.pid:
-                ticks += int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return group_cpu_seconds(self.pid)
 
     def upload(self, folder: Path, prefix: str, count: int) -> None:
         cpu = self.cpu_seconds()
