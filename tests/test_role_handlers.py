@@ -117,3 +117,4 @@ def test_role_delete_of_a_missing_role_is_done() -> None:
     with Stubber(client) as stubber:
         stubber.add_client_error("list_attached_role_policies", "NoSuchEntity", "not found", 404)
         RoleHandler(client).delete("gone", delete_images=False)
+        stubber.assert_no_pending_responses()  # it did ask, and took NoSuchEntity as done
