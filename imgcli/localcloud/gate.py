@@ -26,7 +26,10 @@ send a GET there. So every request passes through :class:`Gatekeeper` first, whi
    sessions, the journal).
 
 A refusal is AWS's, in the service's own error format (``gate_errors``), so an SDK
-raises the ``ClientError`` it would raise on AWS.
+raises the ``ClientError`` it would raise on AWS; the gate's own refusals (another host,
+a path never routed) too, in the format of the service the request claims. A credential
+scoped to another region is refused first, as AWS does (S3's answer names the right
+region, and botocore's S3 client follows it).
 
 **Pre-signed URLs are S3's only.** moto picks the service of a request without an
 ``Authorization`` header from its shape (``X-Amz-Target``, a form body's ``Action``), and
@@ -127,13 +130,15 @@ class Gatekeeper:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        where = route(environ)
         refusal = self._address_refusal(environ)
         if refusal is not None:
-            return _send(start_response, gate_errors.plain_error(403, refusal), method)
-        where = route(environ)
+            return _send(start_response, _gate_refused(environ, where, 403, refusal), method)
         if where.destination is Destination.REFUSED:
             status = 400 if not where.raw_path else 404
-            return _send(start_response, gate_errors.plain_error(status, where.reason), method)
+            return _send(
+                start_response, _gate_refused(environ, where, status, where.reason), method
+            )
         if where.destination is Destination.HEALTH:
             return self._answer_health(environ, start_response, where)
         if where.destination is Destination.API:
@@ -179,6 +184,15 @@ class Gatekeeper:
             claim = read_claim(request)
             service = claim.scope_service
             protocol = gate_errors.protocol_of(service, headers, where.raw_path, where.raw_query)
+            if claim.scope_region != self._region:
+                LOGGER.info(
+                    "refused %s %s: scoped to %r", method, where.raw_path, claim.scope_region
+                )
+                raise _Refused(
+                    gate_errors.wrong_region(
+                        protocol, claim.scope_region, self._region, presigned=claim.presigned
+                    )
+                )
             if not self._serves(service):
                 raise SignatureRejected(
                     Failure.SCOPE,
@@ -217,6 +231,21 @@ class Gatekeeper:
         environ.pop("wsgi.input_terminated", None)
         environ.pop("HTTP_TRANSFER_ENCODING", None)
         environ[ENVIRON_KEY] = principal
+
+
+def _gate_refused(environ: Environ, where: Route, status: int, message: str) -> ErrorAnswer:
+    """The gate's own refusal, in the format of the service the request claims to be for
+    (read from its credential scope, unverified, or from its shape)."""
+    headers = request_headers(environ)
+    method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+    try:
+        service: str | None = read_claim(
+            SignedRequest(method, where.raw_path, where.raw_query, headers)
+        ).scope_service
+    except SignatureRejected:
+        service = None
+    protocol = gate_errors.protocol_of(service, headers, where.raw_path, where.raw_query)
+    return gate_errors.gate_refused(protocol, status, message)
 
 
 def _check_presigned_shape(service: str, headers: Mapping[str, str]) -> None:

@@ -22,7 +22,20 @@ none (an unsigned request):
   ``ExpiredToken``).
 
 Refusals that are not about the signature (a body over its limit, S3's ``KeyTooLongError``
-and ``EntityTooLarge``) use the same formats with their own codes.
+and ``EntityTooLarge``) use the same formats with their own codes, and so do the gate's
+own (another ``Host``, a cross-origin request, a path the gate never routes): botocore's
+Query parser (IAM, STS) raises ``ResponseParserError`` on any body that is not its XML,
+which imgcli could only report as an internal error (exit 70).
+
+**A credential scoped to another region** (:func:`wrong_region`) is answered as AWS
+answers it. S3 says ``AuthorizationHeaderMalformed`` (``AuthorizationQueryParametersError``
+for a pre-signed URL), 400, "the region 'X' is wrong; expecting 'Y'", with the right
+region in a ``<Region>`` element and the ``x-amz-bucket-region`` header: botocore reads
+either and sends the request again signed for that region, so an S3 client configured
+for another region works, as it does against a bucket on AWS (a HEAD has no body, hence
+the header). The other services refuse with "Credential should be scoped to a valid
+region": ``InvalidSignatureException`` (JSON, REST-JSON) or ``SignatureDoesNotMatch``
+(Query), the local cloud's region named after AWS's words.
 """
 
 from __future__ import annotations
@@ -174,14 +187,50 @@ def refused(protocol: Protocol, status: int, code: str, message: str) -> ErrorAn
     return json_error(protocol, status, code, message)
 
 
-def s3_error(status: int, code: str, message: str) -> ErrorAnswer:
+def wrong_region(protocol: Protocol, claimed: str, region: str, *, presigned: bool) -> ErrorAnswer:
+    """The refusal of a credential scoped to ``claimed`` by a cloud in ``region``."""
+    if protocol is Protocol.S3:
+        if presigned:
+            code = "AuthorizationQueryParametersError"
+            message = f"Error parsing the X-Amz-Credential parameter; the region '{claimed}'"
+        else:
+            code = "AuthorizationHeaderMalformed"
+            message = f"The authorization header is malformed; the region '{claimed}'"
+        return s3_error(400, code, f"{message} is wrong; expecting '{region}'", region=region)
+    message = (
+        f"Credential should be scoped to a valid region, not '{claimed}'. "
+        f"The local cloud's region is '{region}'."
+    )
+    return signature_refused(protocol, Failure.SCOPE, message)
+
+
+#: The gate's own refusals (not about a signature): the code per status.
+_GATE_CODES: Final[Mapping[int, str]] = {400: "InvalidURI", 403: "AccessDenied", 404: "NotFound"}
+
+
+def gate_refused(protocol: Protocol, status: int, message: str) -> ErrorAnswer:
+    """A request the gate answers itself (another host, a path it never routes), in the
+    format of the service the request looks meant for."""
+    code = _GATE_CODES.get(status, "InvalidRequest")
+    if protocol in (Protocol.JSON, Protocol.REST_JSON) and code == "AccessDenied":
+        code = "AccessDeniedException"
+    return refused(protocol, status, code, message)
+
+
+def s3_error(status: int, code: str, message: str, *, region: str | None = None) -> ErrorAnswer:
+    """S3's ``<Error>``; ``region`` adds the ``<Region>`` element and the
+    ``x-amz-bucket-region`` header that S3 sends when a request went to the wrong region."""
     request_id = _request_id()
+    region_element = "" if region is None else f"<Region>{escape(region)}</Region>"
     body = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
-        f"<RequestId>{request_id}</RequestId></Error>"
+        f"{region_element}<RequestId>{request_id}</RequestId></Error>"
     ).encode()
-    return _answer(status, "application/xml", body, request_id)
+    answer = _answer(status, "application/xml", body, request_id)
+    if region is None:
+        return answer
+    return ErrorAnswer(answer.status, (*answer.headers, ("x-amz-bucket-region", region)), body)
 
 
 def query_error(status: int, code: str, message: str) -> ErrorAnswer:

@@ -108,6 +108,7 @@ class LocalCloud:
             function_logs,
             health,
             moto_lambda,
+            moto_lambda_policy,
             moto_speedups,
             s3_events,
             secret,
@@ -191,6 +192,7 @@ class LocalCloud:
             return json.loads(result.payload or b"null")
 
         self._uninstall_speedups = moto_speedups.install()
+        moto_lambda_policy.install()  # for the process's life: replays obey it too
         aws: WsgiApp = moto_speedups.CachingDispatcher(create_backend_app)
         self.durable.recover(aws, {DESTINATION_CALL: send_to_destination})
         api = execute_api.ExecuteApi(
