@@ -194,6 +194,7 @@ class Bench:
                 s3=s3,
                 dynamodb=local_client(cloud.stack, "dynamodb"),
                 table_name=cloud.stack["table"],
+                bucket=bucket,
                 log=JsonLogger("save_delete", stream=lines),
             )
             process_event(event, indexer)

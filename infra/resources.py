@@ -155,7 +155,13 @@ def desired_stack(names: StackNames, options: StackOptions, code: FunctionCode) 
     retrieve_arn = names.function_arn(names.retrieve_function)
 
     def function(
-        name: str, role: str, handler: str, memory: int, timeout: int, **extra: Any
+        name: str,
+        role: str,
+        handler: str,
+        memory: int,
+        timeout: int,
+        environment: Mapping[str, str],
+        **extra: Any,
     ) -> Resource:
         return Resource(
             Kind.FUNCTION,
@@ -167,7 +173,7 @@ def desired_stack(names: StackNames, options: StackOptions, code: FunctionCode) 
                 "architecture": options.architecture,
                 "memory_mb": memory,
                 "timeout_s": timeout,
-                "environment": {"TABLE_NAME": names.table},
+                "environment": dict(environment),
                 "role_arn": names.role_arn(role),
                 "tags": tags,
                 **extra,
@@ -282,6 +288,9 @@ def desired_stack(names: StackNames, options: StackOptions, code: FunctionCode) 
             SAVE_HANDLER,
             options.save_memory_mb,
             options.save_timeout_s,
+            # The bucket lets the function refuse records of any other bucket (the table
+            # is keyed by object key alone); a stack bootstrapped before it gets it as drift.
+            {"TABLE_NAME": names.table, "BUCKET_NAME": names.bucket},
             async_invoke={
                 "MaximumRetryAttempts": options.max_retry_attempts,
                 "MaximumEventAgeInSeconds": options.max_event_age_s,
@@ -294,6 +303,7 @@ def desired_stack(names: StackNames, options: StackOptions, code: FunctionCode) 
             RETRIEVE_HANDLER,
             options.retrieve_memory_mb,
             options.retrieve_timeout_s,
+            {"TABLE_NAME": names.table},
         ),
         permission(names.save_function, "s3-invoke", "s3.amazonaws.com", names.bucket_arn),
         Resource(

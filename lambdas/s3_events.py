@@ -64,10 +64,15 @@ def object_events(event: Mapping[str, Any]) -> Iterator[ObjectEvent | MalformedR
     if is_test_event(event):
         return
     for index, record in enumerate(event.get("Records") or ()):
-        try:
-            yield _object_event(record)
-        except (KeyError, TypeError, ValueError) as exc:
-            yield MalformedRecord(f"record {index}: {type(exc).__name__}: {exc}")
+        yield read_record(record, index)
+
+
+def read_record(record: Any, index: int) -> ObjectEvent | MalformedRecord:
+    """Record number ``index`` of an S3 event, decoded, or what is wrong with it."""
+    try:
+        return _object_event(record)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return MalformedRecord(f"record {index}: {type(exc).__name__}: {exc}")
 
 
 def _object_event(record: Mapping[str, Any]) -> ObjectEvent:

@@ -1,8 +1,31 @@
 """The save/delete function: keeps the index table in step with the bucket.
 
 S3 invokes it (asynchronously) for every ``s3:ObjectCreated:*`` and ``s3:ObjectRemoved:*``
-event. S3 delivers at least once and in any order, so every step is written to be safe
-when repeated or reordered:
+event of the stack's bucket. Whatever else it is invoked with (S3 events in SQS or SNS
+envelopes, EventBridge, Object Lambda, Batch Operations, anything) is read by
+``event_shapes``: envelopes are unwrapped, the rest is logged as one JSON line and
+acknowledged.
+
+**Its own bucket only.** The table is keyed by object key alone, so a record for another
+bucket would overwrite or tombstone this stack's image of the same key. The function acts
+only on records naming ``BUCKET_NAME`` (its environment, set by bootstrap); any other is
+logged (bucket, key, event name) and acknowledged, never retried. A function whose
+configuration predates the variable (a stack not bootstrapped since) fails every
+invocation with a log line saying to run ``imgcli bootstrap``: its events are retried and
+then kept in the failed-events queue, to replay once bootstrap has set it, rather than
+indexed without knowing which records are foreign.
+
+**Who may invoke it may write the index.** ``lambda:InvokeFunction`` on this function is
+write access to the index: an event is not signed, so a forged one is believed as far as
+S3 confirms it. Two checks against S3 make that as far as cheaply possible: a delete
+writes its tombstone only if S3 has no current object for the key, and a create indexes
+only the key's current object (below). A forged event with an inflated sequencer for a key
+whose object *is* current is still applied, and then outranks every real event on that
+key until repaired from S3's truth (issue 13). A cap on the sequencer's length would not
+help: 18 ``F`` digits outrank every real sequencer as surely as 64.
+
+S3 delivers at least once and in any order, so every step is written to be safe when
+repeated or reordered:
 
 * Each record's ``sequencer`` orders events on its key. Every write is a conditional
   ``PutItem`` that succeeds only if the stored sequencer is older; a duplicate or stale
@@ -10,16 +33,20 @@ when repeated or reordered:
   check an event needs, so a create costs two calls: the pinned read and the write. The
   table is read first (a consistent ``GetItem`` of the stored sequencer) only where that
   saves work a stale event could not otherwise skip cheaply: before the ``HeadObject`` of
-  a version removal. A stale create is not checked first: in an unversioned bucket its
-  pinned read fails at once (the object was deleted or replaced since); in a versioned
-  one (every stack's bucket) the old version is still there to read, so a duplicate or
-  late create reads and describes it before its write is refused. That costs a rare
-  event one read; checking first would cost every new image a call.
-* A created object is read back pinned to the event's version (``VersionId``) or, in an
-  unversioned bucket, to its ETag (``If-Match``): if it was deleted (404) or replaced (412)
-  since, a later event describes what is there now, so this one is a logged no-op. The
-  outcome then says which: ``stale`` if the table already holds a newer event (one
-  ``GetItem``, on this rare path only), else ``gone`` or ``replaced``.
+  a version removal. A stale create is not checked first: if its object was deleted or
+  replaced since, its first read fails at once (below); only a duplicate of a create
+  whose object is still current reads and describes it before its write is refused. That
+  costs a rare event one read; checking first would cost every new image a call. A
+  delete costs two calls too: the ``HeadObject`` below and the write.
+* A created object is read back only if it is still the key's current object: the first
+  read asks for the current object, pinned to the event's ETag (``If-Match``) in an
+  unversioned bucket, and compared with the event's ``versionId`` in a versioned one;
+  later ranges pin that version. If the object was deleted (404) or replaced (412, or
+  another version) since, a later event describes what is there now, so this one is a
+  logged no-op. The outcome then says which: ``stale`` if the table already holds a newer
+  event (one ``GetItem``, on this rare path only), else ``gone`` or ``replaced``. Reading
+  an older version instead would let a late (or forged) create list an image that has
+  since been deleted.
 * The image is read through a ``RangedReader``. An object small enough to be decoded in
   full (``image_metadata.FULL_DECODE_BYTES``) is fetched with one GET; for a bigger one the
   first request asks for the head only, and Pillow pulls further ranges only when it
@@ -29,7 +56,11 @@ when repeated or reordered:
 * A bad image (not an accepted format, corrupt, truncated, a decompression bomb) is stored
   with ``status="invalid"`` and a reason, and the event succeeds: retrying cannot fix it.
 * A removal writes a tombstone (``status="deleted"``, an ``expires_at`` TTL) rather than
-  deleting the item, so a create event that arrives late cannot resurrect the image. One
+  deleting the item, so a create event that arrives late cannot resurrect the image. It
+  asks S3 first (``HeadObject``): if the key has a current object again, a later create
+  describes it and the removal is the no-op ``recreated``. S3's reads are strongly
+  consistent, so a real removal always finds the key empty unless it was written since;
+  a forged one cannot hide a live image. One
   exception: ``ObjectRemoved:Delete`` with a ``versionId`` permanently removed one version
   of a versioned key, which may leave the key with a current object (a noncurrent version
   deleted, or a delete marker removed to recover an image). A ``HeadObject`` tells; if an
@@ -37,6 +68,13 @@ when repeated or reordered:
 * Unexpected failures (throttling past botocore's retries, a malformed record) do not stop
   the other records; the invocation fails at the end so Lambda's bounded async retries and
   the on-failure destination see it. Retrying is safe because every write is conditional.
+  That holds for S3 events in an SQS batch too: the whole batch is retried. With an SQS
+  trigger whose mapping has ``ReportBatchItemFailures``, ``{"batchItemFailures": [...]}``
+  naming the failed messages would retry only those; but returned to a mapping without
+  that setting, or to an asynchronous invocation (this stack's path), it counts as success
+  and the failed records are lost. So failures raise, naming the messages; a batch that
+  succeeds answers ``"batchItemFailures": []`` beside its outcomes, as such a mapping
+  expects.
 
 The function only reads S3 (``GetObject``, ``HeadObject``): it never writes there, so it
 cannot trigger itself. Its role needs ``s3:GetObject`` and ``s3:GetObjectVersion`` on the
@@ -47,6 +85,7 @@ failure. Clients are created once per warm runtime, on first use.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
@@ -58,6 +97,7 @@ from typing import IO, Any, Final, cast
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import sequencer as sequencers
+from .event_shapes import Invocation, S3Record, Unapplied, read_invocation
 from .image_metadata import FULL_DECODE_BYTES, InvalidImage, describe_image
 from .logs import JsonLogger
 from .ranged_reader import DEFAULT_MIN_FETCH, FetchFailed, RangedReader
@@ -67,7 +107,7 @@ from .records import (
     ImageRecord,
     to_item,
 )
-from .s3_events import MalformedRecord, ObjectEvent, object_events
+from .s3_events import MalformedRecord, ObjectEvent, read_record
 
 #: How long a tombstone outlives its delete: far longer than S3's delivery delays and the
 #: function's maximum event age, so no late create can outlive it.
@@ -84,13 +124,22 @@ class RecordsFailed(Exception):
     """Some records of the event could not be processed; Lambda should retry the event."""
 
 
+class MissingConfiguration(RuntimeError):
+    """The function's environment lacks a variable bootstrap sets; the event is retried."""
+
+
+class _NotCurrent(Exception):
+    """The event's object version is no longer the key's current object."""
+
+
 @dataclass
 class Indexer:
-    """Applies S3 object events to the index table. Collaborators are injected."""
+    """Applies S3 object events of ``bucket`` to the index table. Collaborators are injected."""
 
     s3: Any
     dynamodb: Any
     table_name: str
+    bucket: str
     tombstone_days: int = DEFAULT_TOMBSTONE_DAYS
     full_decode_bytes: int = FULL_DECODE_BYTES
     clock: Callable[[], float] = time.time
@@ -109,11 +158,13 @@ class Indexer:
         sequencers.normalise(event.sequencer)  # a malformed record fails before any call
         try:
             record = self._describe(event)
-        except (ClientError, BotoCoreError, FetchFailed) as exc:
+        except (ClientError, BotoCoreError, FetchFailed, _NotCurrent) as exc:
             # Whatever failed, an event the table has moved past is stale: retrying it could
             # only be refused again (a duplicate, or a late create in a versioned bucket).
             if not self._is_newer(event):
                 return "stale"
+            if isinstance(exc, _NotCurrent):
+                return "replaced"
             code = _error_code(exc)
             if code in _GONE_CODES:
                 return "gone"
@@ -123,12 +174,15 @@ class Indexer:
         return record.status if self._write(record) else "stale"
 
     def _remove(self, event: ObjectEvent) -> str:
+        sequencers.normalise(event.sequencer)  # a malformed record fails before any call
         if event.version_id and not event.is_delete_marker:
             if not self._is_newer(event):
                 return "stale"  # skips the HeadObject
             current = self._current_object(event)
             if current is not None:
                 return self._index(current)
+        elif self._current_object(event) is not None:
+            return "recreated"
         now = self.clock()
         tombstone = ImageRecord(
             key=event.key,
@@ -178,11 +232,13 @@ class Indexer:
     def _describe(self, event: ObjectEvent) -> ImageRecord:
         """Read the object's head (and more only if needed) and describe it."""
         started = time.perf_counter()
-        pin: dict[str, str] = {"Bucket": event.bucket, "Key": event.key}
+        # The first read asks for the key's current object; later ranges pin its version.
+        current: dict[str, str] = {"Bucket": event.bucket, "Key": event.key}
+        pin = dict(current)
         if event.version_id:
             pin["VersionId"] = event.version_id
         elif event.etag:
-            pin["IfMatch"] = f'"{event.etag.strip(chr(34))}"'
+            current["IfMatch"] = pin["IfMatch"] = f'"{event.etag.strip(chr(34))}"'
         base = ImageRecord(
             key=event.key,
             status="invalid",
@@ -202,7 +258,10 @@ class Indexer:
 
         small = event.size is not None and event.size <= self.full_decode_bytes
         first_bytes = event.size if small and event.size else HEAD_BYTES
-        first = self.s3.get_object(**pin, Range=f"bytes=0-{first_bytes - 1}")
+        first = self.s3.get_object(**current, Range=f"bytes=0-{first_bytes - 1}")
+        if event.version_id and first.get("VersionId") != event.version_id:
+            first["Body"].close()
+            raise _NotCurrent(event.version_id)
         head = first["Body"].read()
         size = _total_size(first, fallback=len(head))
         base = replace(base, size=size, content_type=first.get("ContentType"))
@@ -261,26 +320,70 @@ class Indexer:
         return True
 
 
-def process_event(event: Mapping[str, Any], indexer: Indexer) -> dict[str, int]:
-    """Apply every record of an S3 event; raise ``RecordsFailed`` after the rest if any failed."""
+def process_event(event: Any, indexer: Indexer) -> dict[str, Any]:
+    """Apply every S3 record the invocation carries to ``indexer``'s bucket; log the rest.
+
+    Returns the count of each outcome (plus ``batchItemFailures: []`` for an SQS batch);
+    raises ``RecordsFailed`` after the other records if any record failed.
+    """
+    invocation = read_invocation(event)
     outcomes: Counter[str] = Counter()
     failures: list[str] = []
-    for item in object_events(event):
-        if isinstance(item, MalformedRecord):
-            indexer.log.error("malformed record", error=str(item))
-            failures.append(str(item))
+    failed_messages: dict[str, None] = {}
+    for unit in invocation.units:
+        if isinstance(unit, Unapplied):
+            log = indexer.log.info if unit.level == "info" else indexer.log.warning
+            log(unit.message, shape=unit.shape, **unit.fields)
+            outcomes["ignored"] += 1
             continue
-        try:
-            outcome = indexer.apply(item)
-        except (ClientError, BotoCoreError, FetchFailed, sequencers.InvalidSequencer) as exc:
-            indexer.log.error("record failed", key=item.key, error=str(exc))
-            failures.append(f"{item.key}: {exc}")
-            continue
-        outcomes[outcome] += 1
-        indexer.log.info("record done", key=item.key, event_name=item.event_name, outcome=outcome)
+        failure = _apply_record(unit, indexer, outcomes)
+        if failure is not None:
+            failures.append(failure)
+            if unit.message_id is not None:
+                failed_messages[unit.message_id] = None
     if failures:
-        raise RecordsFailed(f"{len(failures)} record(s) failed: " + "; ".join(failures[:5]))
-    return dict(outcomes)
+        raise RecordsFailed(_failure_message(failures, invocation, list(failed_messages)))
+    result: dict[str, Any] = dict(outcomes)
+    if invocation.is_sqs_batch:
+        result["batchItemFailures"] = []
+    return result
+
+
+def _apply_record(unit: S3Record, indexer: Indexer, outcomes: Counter[str]) -> str | None:
+    """Apply one record, counting its outcome; what failed, if it did."""
+    context = {"envelope": unit.envelope, "message_id": unit.message_id} if unit.message_id else {}
+    item = read_record(unit.record, unit.index)
+    if isinstance(item, MalformedRecord):
+        indexer.log.error("malformed record", error=str(item), **context)
+        return f"{unit.envelope} {unit.message_id}, {item}" if unit.message_id else str(item)
+    fields = {"bucket": item.bucket, "key": item.key, "event_name": item.event_name, **context}
+    if item.bucket != indexer.bucket:
+        indexer.log.warning(
+            "record for another bucket: not indexed", own_bucket=indexer.bucket, **fields
+        )
+        outcomes["other_bucket"] += 1
+        return None
+    if not (item.is_created or item.is_removed):
+        indexer.log.warning("event type not indexed", **fields)
+        outcomes["ignored"] += 1
+        return None
+    try:
+        outcome = indexer.apply(item)
+    except (ClientError, BotoCoreError, FetchFailed, sequencers.InvalidSequencer) as exc:
+        indexer.log.error("record failed", error=str(exc), **fields)
+        return f"{unit.where()}, {item.key}: {exc}" if unit.message_id else f"{item.key}: {exc}"
+    outcomes[outcome] += 1
+    indexer.log.info("record done", outcome=outcome, **fields)
+    return None
+
+
+def _failure_message(failures: list[str], invocation: Invocation, messages: list[str]) -> str:
+    text = f"{len(failures)} record(s) failed: " + "; ".join(failures[:5])
+    if invocation.is_sqs_batch:
+        # Raised, not returned: see the module docstring.
+        shape = json.dumps({"batchItemFailures": [{"itemIdentifier": m} for m in messages]})
+        text += f" (failing the whole SQS batch; with ReportBatchItemFailures: {shape})"
+    return text
 
 
 _clients: dict[str, Any] = {}
@@ -300,12 +403,21 @@ def _client(service: str) -> Any:
     return _clients[service]
 
 
-def handler(event: Mapping[str, Any], context: Any) -> dict[str, int]:
+def handler(event: Any, context: Any) -> dict[str, Any]:
     logger.request_id = getattr(context, "aws_request_id", None)
+    bucket = os.environ.get("BUCKET_NAME")
+    if not bucket:
+        logger.error(
+            "BUCKET_NAME is not set: this function's configuration predates its bucket check;"
+            " run imgcli bootstrap to update it, then replay the failed events",
+            table=os.environ.get("TABLE_NAME"),
+        )
+        raise MissingConfiguration("BUCKET_NAME is not set: run imgcli bootstrap")
     indexer = Indexer(
         s3=_client("s3"),
         dynamodb=_client("dynamodb"),
         table_name=os.environ["TABLE_NAME"],
+        bucket=bucket,
         tombstone_days=int(os.environ.get("TOMBSTONE_DAYS", DEFAULT_TOMBSTONE_DAYS)),
     )
     return process_event(event, indexer)

@@ -255,7 +255,7 @@ def test_the_deployed_save_delete_function_indexes_an_image(
         "lambdas.save_delete.handler",
         bundle.zip_bytes,
         endpoint_url=moto_server,
-        Environment={"Variables": {"TABLE_NAME": "images"}},
+        Environment={"Variables": {"TABLE_NAME": "images", "BUCKET_NAME": "photos"}},
     )
     event = load_event("s3_put")
     record = event["Records"][0]["s3"]

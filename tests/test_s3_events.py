@@ -7,7 +7,13 @@ from urllib.parse import quote, quote_plus
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imgcli.lambdas.s3_events import MalformedRecord, ObjectEvent, decode_key, object_events
+from imgcli.lambdas.s3_events import (
+    MalformedRecord,
+    ObjectEvent,
+    decode_key,
+    object_events,
+    read_record,
+)
 from tests.eventdata import load_event
 
 keys = st.text(
@@ -71,3 +77,9 @@ def test_a_malformed_record_does_not_hide_its_neighbours() -> None:
     del event["Records"][1]["s3"]["object"]["sequencer"]
     records = list(object_events(event))
     assert [type(r) for r in records] == [ObjectEvent, MalformedRecord, ObjectEvent]
+
+
+def test_a_record_of_the_wrong_types_is_malformed_not_an_exception() -> None:
+    for record in ["text", 7, None, {"s3": {"object": "text"}}, {"s3": []}]:
+        assert isinstance(read_record(record, 3), MalformedRecord)
+    assert "record 3" in str(read_record({"s3": {}}, 3))

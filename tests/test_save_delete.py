@@ -6,15 +6,13 @@ import io
 import json
 from dataclasses import replace
 from typing import Any
-from urllib.parse import quote_plus
 
 import pytest
 
 from imgcli.lambdas import save_delete
 from imgcli.lambdas.logs import JsonLogger
-from imgcli.lambdas.records import ImageRecord, from_item
 from imgcli.lambdas.save_delete import Indexer, RecordsFailed, process_event
-from tests.eventdata import load_event
+from tests.eventdata import created, load_event, s3_event, stored, upload
 from tests.images import (
     animated_gif,
     damaged_middle,
@@ -34,59 +32,21 @@ def log_lines() -> io.StringIO:
 
 @pytest.fixture
 def indexer(
-    s3_client: Any, dynamodb_client: Any, table_name: str, log_lines: io.StringIO
+    s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str, log_lines: io.StringIO
 ) -> Indexer:
     return Indexer(
         s3=s3_client,
         dynamodb=dynamodb_client,
         table_name=table_name,
+        bucket=bucket,
         clock=lambda: NOW,
         log=JsonLogger("save_delete", stream=log_lines),
     )
 
 
-def s3_event(
-    template: str,
-    *,
-    bucket: str,
-    key: str,
-    sequencer: str,
-    put: dict[str, Any] | None = None,
-    version_id: str | None = None,
-    size: int | None = None,
-) -> dict[str, Any]:
-    """A one-record event shaped like the fixture ``template``, for an object of this test."""
-    event = load_event(template)
-    record = event["Records"][0]
-    record["s3"]["bucket"]["name"] = bucket
-    record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
-    obj = record["s3"]["object"]
-    obj["key"] = quote_plus(key, safe="/")
-    obj["sequencer"] = sequencer
-    if put is not None:
-        obj["eTag"] = put["ETag"].strip('"')
-        version_id = version_id or put.get("VersionId")
-    if size is not None:
-        obj["size"] = size
-    if version_id:
-        obj["versionId"] = version_id
-    else:
-        obj.pop("versionId", None)
-    return event
-
-
-def stored(dynamodb_client: Any, table_name: str, key: str) -> ImageRecord | None:
-    item = dynamodb_client.get_item(TableName=table_name, Key={"key": {"S": key}}).get("Item")
-    return from_item(item) if item else None
-
-
-def upload(s3_client: Any, bucket: str, key: str, data: bytes) -> dict[str, Any]:
-    return dict(s3_client.put_object(Bucket=bucket, Key=key, Body=data))
-
-
-def created(s3_client: Any, bucket: str, key: str, data: bytes, sequencer: str) -> dict[str, Any]:
-    put = upload(s3_client, bucket, key, data)
-    return s3_event("s3_put", bucket=bucket, key=key, sequencer=sequencer, put=put, size=len(data))
+@pytest.fixture
+def versioned_indexer(indexer: Indexer, versioned_bucket: str) -> Indexer:
+    return replace(indexer, bucket=versioned_bucket)
 
 
 @pytest.mark.parametrize(
@@ -273,6 +233,7 @@ def test_late_create_cannot_resurrect_even_when_its_read_races_the_delete(
     # write is what stops it.
     create = created(s3_client, bucket, "race.png", image_bytes("PNG"), "10")
     record = indexer._describe(next(iter(_events(create))))  # the read half of the create
+    s3_client.delete_object(Bucket=bucket, Key="race.png")
     delete = s3_event("s3_delete", bucket=bucket, key="race.png", sequencer="11")
     process_event(delete, indexer)
     assert indexer._write(record) is False
@@ -316,28 +277,41 @@ def test_object_replaced_since_the_event_is_left_to_the_newer_event(
     assert stored(dynamodb_client, table_name, "swap.png") is None
 
 
-def test_versioned_create_reads_the_events_version(
-    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, versioned_bucket: str
+def test_a_versioned_create_indexes_only_the_current_version(
+    versioned_indexer: Indexer,
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    versioned_bucket: str,
 ) -> None:
     first = created(s3_client, versioned_bucket, "v.png", image_bytes("PNG", size=(10, 10)), "50")
-    upload(s3_client, versioned_bucket, "v.png", image_bytes("JPEG", size=(20, 20)))
-    process_event(first, indexer)
+    second = created(s3_client, versioned_bucket, "v.png", image_bytes("JPEG", (20, 20)), "51")
+    # The older version is still there, but no longer the key's image: left to the newer event.
+    assert process_event(first, versioned_indexer) == {"replaced": 1}
+    assert stored(dynamodb_client, table_name, "v.png") is None
+    assert process_event(second, versioned_indexer) == {"active": 1}
     record = stored(dynamodb_client, table_name, "v.png")
     assert record is not None
-    assert (record.format, record.width) == ("PNG", 10)
-    assert record.version_id == first["Records"][0]["s3"]["object"]["versionId"]
+    assert (record.format, record.width) == ("JPEG", 20)
+    assert record.version_id == second["Records"][0]["s3"]["object"]["versionId"]
 
 
 def test_delete_marker_then_recovery_by_removing_the_marker(
-    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, versioned_bucket: str
+    versioned_indexer: Indexer,
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    versioned_bucket: str,
 ) -> None:
     key = "photos/a+b=c&d.jpg"
-    process_event(created(s3_client, versioned_bucket, key, image_bytes("JPEG"), "60"), indexer)
+    process_event(
+        created(s3_client, versioned_bucket, key, image_bytes("JPEG"), "60"), versioned_indexer
+    )
     marker = s3_client.delete_object(Bucket=versioned_bucket, Key=key)
     event = load_event("s3_delete_marker")
     event["Records"][0]["s3"]["object"]["versionId"] = marker["VersionId"]
     event["Records"][0]["s3"]["object"]["sequencer"] = "61"
-    assert process_event(event, indexer) == {"deleted": 1}
+    assert process_event(event, versioned_indexer) == {"deleted": 1}
     assert stored(dynamodb_client, table_name, key).status == "deleted"  # type: ignore[union-attr]
 
     # Recovering the image: permanently delete the marker; the previous version is current.
@@ -349,17 +323,22 @@ def test_delete_marker_then_recovery_by_removing_the_marker(
         sequencer="62",
         version_id=marker["VersionId"],
     )
-    assert process_event(removal, indexer) == {"active": 1}
+    assert process_event(removal, versioned_indexer) == {"active": 1}
     record = stored(dynamodb_client, table_name, key)
     assert record is not None and record.status == "active" and record.format == "JPEG"
 
 
 def test_deleting_a_noncurrent_version_keeps_the_image(
-    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, versioned_bucket: str
+    versioned_indexer: Indexer,
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    versioned_bucket: str,
 ) -> None:
     old = upload(s3_client, versioned_bucket, "keep.png", image_bytes("PNG"))
     process_event(
-        created(s3_client, versioned_bucket, "keep.png", image_bytes("GIF"), "70"), indexer
+        created(s3_client, versioned_bucket, "keep.png", image_bytes("GIF"), "70"),
+        versioned_indexer,
     )
     s3_client.delete_object(Bucket=versioned_bucket, Key="keep.png", VersionId=old["VersionId"])
     removal = s3_event(
@@ -369,13 +348,13 @@ def test_deleting_a_noncurrent_version_keeps_the_image(
         sequencer="71",
         version_id=old["VersionId"],
     )
-    process_event(removal, indexer)
+    process_event(removal, versioned_indexer)
     record = stored(dynamodb_client, table_name, "keep.png")
     assert record is not None and (record.status, record.format) == ("active", "GIF")
 
 
 def test_test_event_is_ignored(indexer: Indexer, dynamodb_client: Any, table_name: str) -> None:
-    assert process_event(load_event("s3_test_event"), indexer) == {}
+    assert process_event(load_event("s3_test_event"), indexer) == {"ignored": 1}
     assert dynamodb_client.scan(TableName=table_name)["Count"] == 0
 
 
@@ -422,6 +401,7 @@ def test_handler_builds_its_clients_lazily_and_once(
 ) -> None:
     monkeypatch.setattr(save_delete, "_clients", {})
     monkeypatch.setenv("TABLE_NAME", table_name)
+    monkeypatch.setenv("BUCKET_NAME", bucket)
     context = type("Context", (), {"aws_request_id": "req-1"})()
     event = created(s3_client, bucket, "h.png", image_bytes("PNG"), "90")
     assert save_delete.handler(event, context) == {"active": 1}
@@ -525,35 +505,43 @@ def test_a_stale_create_whose_object_is_gone_reads_the_table_to_say_so(
     delete = s3_event("s3_delete", bucket=bucket, key="calls/late.png", sequencer="D3")
     calls = _record_calls(s3_client, dynamodb_client)
     assert process_event(delete, indexer) == {"deleted": 1}
-    assert calls == ["PutItem"]
+    assert calls == ["HeadObject", "PutItem"]  # S3 confirms the key is empty
     calls.clear()
     assert process_event(create, indexer) == {"stale": 1}
     assert calls == ["GetObject", "GetItem"]  # the read fails at once: nothing was fetched
     assert stored(dynamodb_client, table_name, "calls/late.png").status == "deleted"  # type: ignore[union-attr]
 
 
-def test_a_late_create_in_a_versioned_bucket_reads_its_version_and_is_refused(
-    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, versioned_bucket: str
+def test_a_late_create_in_a_versioned_bucket_reads_nothing_and_is_stale(
+    versioned_indexer: Indexer,
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    versioned_bucket: str,
 ) -> None:
-    # The old version is still there to read: the conditional write refuses it.
+    # The old version is still there, but the first read asks for the current one.
     late = created(s3_client, versioned_bucket, "calls/v.png", image_bytes("PNG"), "E1")
     newer = created(s3_client, versioned_bucket, "calls/v.png", image_bytes("JPEG"), "E2")
-    process_event(newer, indexer)
+    process_event(newer, versioned_indexer)
     indexed = stored(dynamodb_client, table_name, "calls/v.png")
     calls = _record_calls(s3_client, dynamodb_client)
 
-    assert process_event(late, indexer) == {"stale": 1}
-    assert calls == ["GetObject", "PutItem"]
+    assert process_event(late, versioned_indexer) == {"stale": 1}
+    assert calls == ["GetObject", "GetItem"]
     assert stored(dynamodb_client, table_name, "calls/v.png") == indexed
 
 
 def test_a_failed_read_of_an_event_the_table_moved_past_is_stale_not_a_failure(
-    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, versioned_bucket: str
+    versioned_indexer: Indexer,
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    versioned_bucket: str,
 ) -> None:
     from botocore.exceptions import ReadTimeoutError
 
     event = created(s3_client, versioned_bucket, "calls/dup.jpg", image_bytes("JPEG"), "E3")
-    process_event(event, indexer)
+    process_event(event, versioned_indexer)
 
     def time_out(**kwargs: Any) -> None:
         raise ReadTimeoutError(endpoint_url="https://s3.amazonaws.com/calls/dup.jpg")
@@ -561,17 +549,21 @@ def test_a_failed_read_of_an_event_the_table_moved_past_is_stale_not_a_failure(
     s3_client.meta.events.register("before-call.s3.GetObject", time_out)
     calls = _record_calls(s3_client, dynamodb_client)
     # A redelivery: retrying it could only be refused again, so it does not fail.
-    assert process_event(event, indexer) == {"stale": 1}
+    assert process_event(event, versioned_indexer) == {"stale": 1}
     assert calls == ["GetObject", "GetItem"]
     assert stored(dynamodb_client, table_name, "calls/dup.jpg").status == "active"  # type: ignore[union-attr]
 
 
 def test_a_stale_version_removal_skips_the_head_request(
-    indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, versioned_bucket: str
+    versioned_indexer: Indexer,
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    versioned_bucket: str,
 ) -> None:
     old = upload(s3_client, versioned_bucket, "calls/v.png", image_bytes("PNG"))
     newer = created(s3_client, versioned_bucket, "calls/v.png", image_bytes("GIF"), "D5")
-    process_event(newer, indexer)
+    process_event(newer, versioned_indexer)
     removal = s3_event(
         "s3_delete",
         bucket=versioned_bucket,
@@ -580,7 +572,7 @@ def test_a_stale_version_removal_skips_the_head_request(
         version_id=old["VersionId"],
     )
     calls = _record_calls(s3_client, dynamodb_client)
-    assert process_event(removal, indexer) == {"stale": 1}
+    assert process_event(removal, versioned_indexer) == {"stale": 1}
     assert calls == ["GetItem"]
     assert stored(dynamodb_client, table_name, "calls/v.png").format == "GIF"  # type: ignore[union-attr]
 
