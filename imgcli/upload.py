@@ -13,13 +13,13 @@ compare with it), ``imgcli.upload_plan`` (the planner's decisions) and
 waits, afterwards, until the stack has indexed what was sent.
 
 **Pipeline.** One *planner* thread walks the paths, checks each file and decides what to
-do with it (one, because ``describe_image`` turns Pillow's bomb warning into an error with
-``warnings.catch_warnings``, which is process-wide); the caller's thread (the *dispatcher*)
-starts transfers, collects their outcomes and calls the listener, so every listener call,
-and a Ctrl-C, arrives on the caller's thread; worker threads only send. Each file is
-checked before it is queued, so a bad file is never sent, and the checks overlap the
-transfers of earlier files instead of delaying the first one. Memory is bounded for any number of
-files: the walk is a generator holding one sorted folder listing per level, at most
+do with it (one: ``describe_image`` captures Pillow's warnings and log records under a
+process-wide lock, so checks on more threads would only queue for it); the caller's
+thread (the *dispatcher*) starts transfers, collects their outcomes and calls the
+listener, so every listener call, and a Ctrl-C, arrives on the caller's thread; worker
+threads only send. Each file is checked before it is queued, so a bad file is never
+sent, and the checks overlap the transfers of earlier files instead of delaying the
+first one. Memory is bounded for any number of files: the walk is a generator holding one sorted folder listing per level, at most
 ``UploadConfig.lookahead`` decided files wait for a transfer, two pages of the bucket
 listing are held, and file contents are streamed, never read whole.
 """
@@ -82,9 +82,10 @@ class Uploader:
         """Upload what ``selection`` names; returns the summary.
 
         Raises ``UsageError`` before anything happens if a path does not exist or is a folder
-        without ``recursive``; ``UploadInterrupted`` on Ctrl-C; an AWS error that concerns the
-        whole batch (listing the bucket, credentials, an unreachable endpoint) after the
-        transfers in flight have ended.
+        without ``recursive``; ``UploadInterrupted`` on Ctrl-C; ``UploadStopped``
+        (``imgcli.upload_transfer``), holding the failure and the summary so far, when an
+        error that concerns the whole batch (listing the bucket, credentials, an unreachable
+        endpoint) stopped it, after the transfers in flight have ended.
         """
         roots = find_roots(selection)
         batch = Batch(

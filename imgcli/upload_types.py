@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
+from imgcli.lambdas.image_metadata import FULL_DECODE_BYTES
+
 KiB: Final = 1024
 MiB: Final = 1024 * KiB
 
@@ -37,18 +39,18 @@ class UploadConfig:
     with ``pool_connections``. ``multipart_threshold`` / ``multipart_chunksize``: files of at
     least the threshold go multipart in parts of the chunk size (default 8 MiB each; s3transfer
     raises the part size where S3's limits demand). ``max_size``: larger files are refused
-    (default 256 MiB). ``full_decode_bytes``: files up to this size are decoded in full by the
-    check, larger ones only when their trailer does not prove them complete (default 0: JPEG
-    and PNG are proven by their trailer, other formats are always decoded; the stack's save
-    function decodes again anyway). ``lookahead``: files checked and waiting for a transfer
-    (default ``4 * jobs``), what bounds memory and keeps the workers fed.
+    (default 256 MiB). ``full_decode_bytes``: the check's decode threshold, as
+    ``describe_image`` takes it (default ``FULL_DECODE_BYTES``, 16 MiB: the save function's
+    own, so the client refuses exactly what the stack would index as invalid; a complete
+    JPEG is never decoded, whatever this says). ``lookahead``: files checked and waiting
+    for a transfer (default ``4 * jobs``), what bounds memory and keeps the workers fed.
     """
 
     jobs: int = DEFAULT_JOBS
     multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD
     multipart_chunksize: int = DEFAULT_MULTIPART_CHUNKSIZE
     max_size: int = DEFAULT_MAX_SIZE
-    full_decode_bytes: int = 0
+    full_decode_bytes: int = FULL_DECODE_BYTES
     lookahead: int | None = None
 
     def __post_init__(self) -> None:

@@ -9,15 +9,17 @@ bucket listing (``imgcli.upload_listing``). A folder that cannot be walked (unre
 symlink loop) comes out as a candidate with a ``problem`` and no key, refused by its path.
 
 **The check**, in order (the first failure refuses the file, by path, with a reason):
-the key is valid UTF-8 of at most 1,024 bytes; the path resolves (broken symlinks and
-symlink loops are named as such) to a regular file we may read; its size is above 0 and
-at most ``max_size``; ``lambdas.image_metadata.describe_image`` (the save function's own
-check) opens it with Pillow restricted to the accepted formats, enforces the pixel limit
-on every frame (decompression bombs) and proves it complete: with ``full_decode_bytes=0``
-JPEG and PNG are proven by their trailer (a few bytes at the end) and everything else is
-decoded, so a complete 12-megapixel JPEG is checked in well under a millisecond (a
-truncated one falls back to a decode, which fails). The content type comes from the
-detected format, never the file name.
+the key is one ``imgcli.keys`` accepts for a new object (valid UTF-8, at most 1,024 bytes,
+no control characters: a file named with a newline or an ESC is refused here, never sent);
+the path resolves (broken symlinks and symlink loops are named as such) to a regular file
+we may read; its size is above 0 and at most ``max_size``; and
+``lambdas.image_metadata.describe_image`` accepts it, with the save function's own
+parameters (``UploadConfig.full_decode_bytes`` defaults to the function's), so the client
+refuses exactly the files the stack would index as invalid: the accepted formats only, the
+pixel limit on every frame, the frame budget, and proof of completeness (a complete JPEG by
+its trailer, in well under a millisecond; other images up to 16 MiB by a full decode). The
+content type comes from the detected format, never the file name. ``describe_image``
+raises nothing but its verdict or the file's own ``OSError``, so no file can stop a batch.
 """
 
 from __future__ import annotations
@@ -29,15 +31,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import IO, Final
+from typing import IO
 
 from imgcli.errors import UsageError
+from imgcli.keys import key_problem
 from imgcli.lambdas.image_metadata import InvalidImage, describe_image
 from imgcli.upload_types import UploadConfig
-
-#: S3's longest key, in UTF-8 bytes.
-MAX_KEY_BYTES: Final = 1024
-
 
 # What to upload
 
@@ -205,12 +204,12 @@ def check_file(
     path: Path, key: str, config: UploadConfig, open_file: Callable[[Path], IO[bytes]]
 ) -> tuple[int, str] | str:
     """The file's size and content type, or why it is refused."""
-    try:
-        key_bytes = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        return "the file name is not valid UTF-8, so it cannot be an S3 key"
-    if key_bytes > MAX_KEY_BYTES:
-        return f"key too long: {key_bytes} bytes of UTF-8 (S3's limit is {MAX_KEY_BYTES})"
+    problem = key_problem(key)
+    if problem is not None:
+        # Refused per file, before any request: a newline in a key used to fail as
+        # "PutObject failed (404)", and an ESC would reach every terminal that lists it.
+        fix = "shorten its path or the prefix" if problem.endswith(")") else "rename the file"
+        return f"its key {problem}: {fix}"
     try:
         info = path.stat()
     except OSError as exc:
@@ -229,8 +228,4 @@ def check_file(
         return invalid.reason
     except OSError as exc:
         return _os_reason(exc, path)
-    # Pillow's plugins raise more than describe_image anticipates on hostile input; one
-    # such file must not stop a batch of thousands.
-    except Exception as exc:  # noqa: BLE001
-        return f"not readable as an image: {type(exc).__name__}: {exc}"
     return size, details.content_type

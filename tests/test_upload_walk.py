@@ -13,7 +13,7 @@ from imgcli.errors import UsageError
 from imgcli.upload_types import UploadConfig
 from imgcli.upload_walk import PathFilter, is_selected
 from tests.images import image_bytes, png_header_only
-from tests.upload_harness import images_folder, object_keys, upload
+from tests.upload_harness import Calls, images_folder, object_keys, upload
 
 # Keys
 
@@ -167,7 +167,33 @@ def test_a_key_over_1024_bytes_is_refused(s3_client: Any, bucket: str, tmp_path:
     photo.write_bytes(image_bytes("JPEG"))
     _, found = upload(s3_client, bucket, photo, prefix="é" * 510)  # 1,020 bytes + 9
     assert found.results[0].status == "refused"
-    assert found.results[0].reason == "key too long: 1029 bytes of UTF-8 (S3's limit is 1024)"
+    assert found.results[0].reason == (
+        "its key is 1029 bytes of UTF-8 (S3's limit on a key is 1024): "
+        "shorten its path or the prefix"
+    )
+
+
+@pytest.mark.parametrize("name", ["two\nlines.jpg", "esc\x1b[31m.jpg", "tab\there.jpg"])
+def test_a_file_name_with_control_characters_is_refused_and_never_sent(
+    s3_client: Any, bucket: str, tmp_path: Path, name: str
+) -> None:
+    # A newline in a name used to fail as "PutObject failed (404)", after a request.
+    folder = tmp_path / "names"
+    folder.mkdir()
+    (folder / name).write_bytes(image_bytes("JPEG"))
+    (folder / "fine.jpg").write_bytes(image_bytes("JPEG"))
+    calls = Calls(s3_client)
+
+    summary, found = upload(s3_client, bucket, folder, recursive=True)
+
+    refused = found.by_name()[name]
+    assert (refused.status, refused.reason) == (
+        "refused",
+        "its key holds control characters: rename the file",
+    )
+    assert object_keys(s3_client, bucket) == ["fine.jpg"]
+    assert calls.counts["PutObject"] == 1
+    assert (summary.uploaded, summary.refused) == (1, 1)
 
 
 def test_an_unreadable_file_is_refused(s3_client: Any, bucket: str, tmp_path: Path) -> None:
