@@ -17,6 +17,14 @@ Request budgets, because a user may pass thousands of keys or a prefix holding m
   keys; whatever that leaves unsettled is asked with HeadObject. So never more than about
   two requests per key, and usually one request per directory.
 * Deletion: DeleteObjects, 1,000 keys per request (S3's maximum), per-key ``Errors`` read.
+
+A key holding a character an XML 1.0 document cannot carry unchanged (a C0 control
+character other than tab and newline: forbidden, or a carriage return the parser turns
+into a newline) never goes into an XML request body or a listing's ``StartAfter``: its
+existence is asked with HeadObject and it is deleted with DeleteObject, both of which carry
+the key in the URL. DeleteObjects would otherwise be refused as malformed, or delete the
+key with CR read as LF (S3 reports a key that does not exist as deleted); moto also echoes
+``StartAfter`` raw into its XML listing and fails. Such keys are rare; each costs one request.
 * A prefix is listed once, and its keys held in memory, so exactly what was counted and
   confirmed is deleted (objects written under it meanwhile are not).
 * ``--wait``: one GET per key still listed per round; when a prefix held many keys, two
@@ -25,19 +33,23 @@ Request budgets, because a user may pass thousands of keys or a prefix holding m
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Final, Literal, Protocol
 
+from imgcli.keys import key_problem
+
 #: Keys per DeleteObjects request: S3's maximum.
 DELETE_BATCH: Final = 1000
-#: S3's longest key, in UTF-8 bytes; a longer "key" cannot exist.
-MAX_KEY_BYTES: Final = 1024
 #: Above this many keys under a deleted prefix, waiting lists the prefix instead of GETs.
 WAIT_PER_KEY_LIMIT: Final = 100
 DEFAULT_WAIT_TIMEOUT_S: Final = 60.0
+
+#: What XML 1.0 cannot carry unchanged (see above); tab and newline it can.
+_NOT_IN_XML: Final = re.compile("[\x00-\x08\x0b-\x1f\ufffe\uffff]")
 
 DeleteStatus = Literal["deleted", "missing", "failed", "would_delete"]
 DELETE_STATUSES: Final[tuple[DeleteStatus, ...]] = ("deleted", "missing", "failed", "would_delete")
@@ -92,10 +104,15 @@ def plan_deletion(
 def existing_keys(s3: Any, bucket: str, keys: Iterable[str], *, page_size: int = 1000) -> set[str]:
     """Which of ``keys`` name an object in ``bucket`` (see the request budget above)."""
     by_directory: dict[str, list[str]] = {}
-    for key in keys:
-        if len(key.encode("utf-8")) <= MAX_KEY_BYTES:
-            by_directory.setdefault(key[: key.rfind("/") + 1], []).append(key)
     found: set[str] = set()
+    for key in keys:
+        if key_problem(key, allow_control=True) is not None:
+            continue  # no object can have it
+        if not fits_xml(key):
+            if _object_exists(s3, bucket, key):
+                found.add(key)
+            continue
+        by_directory.setdefault(key[: key.rfind("/") + 1], []).append(key)
     for directory, group in by_directory.items():
         listed, unsettled = _listed_in_directory(s3, bucket, directory, group, page_size)
         found |= listed
@@ -173,21 +190,53 @@ def delete_planned(s3: Any, bucket: str, plan: DeletionPlan) -> Iterator[DeleteO
 
 
 def delete_batch(s3: Any, bucket: str, keys: Sequence[str]) -> list[DeleteOutcome]:
-    """Delete up to 1,000 keys with one request; S3 answers per key, errors only (quiet)."""
-    response = s3.delete_objects(
-        Bucket=bucket,
-        Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
-    )
-    errors = {
-        error["Key"]: f"{error.get('Code', 'Error')}: {error.get('Message', 'no message')}"
-        for error in response.get("Errors", ())
-    }
+    """Delete up to 1,000 keys with one request; S3 answers per key, errors only (quiet).
+
+    A key XML cannot carry is deleted with its own DeleteObject instead (see above).
+    """
+    in_xml = [key for key in keys if fits_xml(key)]
+    errors: dict[str, str] = {}
+    if in_xml:
+        response = s3.delete_objects(
+            Bucket=bucket,
+            Delete={"Objects": [{"Key": key} for key in in_xml], "Quiet": True},
+        )
+        errors = {
+            error["Key"]: _reason(error.get("Code"), error.get("Message"))
+            for error in response.get("Errors", ())
+        }
+    for key in keys:
+        if not fits_xml(key):
+            problem = _delete_one(s3, bucket, key)
+            if problem is not None:
+                errors[key] = problem
     return [
         DeleteOutcome(key, "failed", errors[key])
         if key in errors
         else DeleteOutcome(key, "deleted")
         for key in keys
     ]
+
+
+def fits_xml(key: str) -> bool:
+    """Whether an XML request body (DeleteObjects) carries ``key`` unchanged."""
+    return _NOT_IN_XML.search(key) is None
+
+
+def _delete_one(s3: Any, bucket: str, key: str) -> str | None:
+    """Delete ``key`` with DeleteObject; S3's refusal as a reason, or None."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.delete_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        return _reason(details.get("Code"), details.get("Message"))
+    return None
+
+
+def _reason(code: str | None, message: str | None) -> str:
+    return f"{code or 'Error'}: {message or 'no message'}"
 
 
 def _missing_outcomes(plan: DeletionPlan) -> Iterator[DeleteOutcome]:

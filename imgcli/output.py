@@ -11,8 +11,23 @@ the answer).
 terminal — rather than reading ``sys`` itself (httpie's ``Environment``), so tests hand it
 ``StringIO`` objects and choose "terminal or not" directly.
 
-Text is treated as text: every string that reaches rich is escaped with
-``rich.markup.escape`` first, because AWS messages and S3 keys contain ``[...]``.
+Text is treated as text, and escaped here so no command can forget: every string a person
+reads (table cells, titles, plain lines, messages, failures and their hints, prompts,
+progress descriptions) shows its control characters as escapes
+(``imgcli.terminal_text.visible``), piped or not, since a key holding an ESC would
+otherwise drive the terminal; and what reaches rich never starts markup, because AWS
+messages and S3 keys contain ``[...]``. JSON and CSV get values unchanged: they escape by
+their own rules. Commands pass raw text.
+
+Tables never cut a value. On a terminal a table is as wide as the terminal and folds long
+values (keys, paths) onto more lines; when even folded columns cannot fit, the table is
+drawn wider than the terminal, which wraps its lines, rather than losing characters.
+Elsewhere (a pipe, a file) a table is printed at its natural width, a row per line.
+``lines`` is the plain form for scripts: tab-separated, no header, one record per line
+(``aws --output text``), each value escaped so a tab or newline cannot split a field.
+
+Prompts read a line and take Enter (or end of input) as the default, shown the usual way
+(``[y/N]``); Ctrl-C propagates as ``KeyboardInterrupt``.
 
 rich is imported when something is first shown through it (a table, a message, a prompt),
 not when ``Output`` is made: it costs some 20 ms of start-up, which ``--quiet`` and
@@ -32,13 +47,20 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, TextIO, cast
+from typing import TYPE_CHECKING, Any, Final, Protocol, TextIO, cast
 
 from imgcli.errors import Failure, UsageError
+from imgcli.terminal_text import visible
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import TaskID
+    from rich.progress import Progress, TaskID
+    from rich.table import Table
+
+#: A table column on a terminal is folded down to this many characters (or its widest
+#: value, if narrower) and no further: slivers narrower than this read worse than a table
+#: drawn wider than the terminal, whose lines the terminal wraps.
+MIN_FOLD_WIDTH: Final = 10
 
 
 @dataclass(frozen=True)
@@ -171,7 +193,7 @@ class Output:
         if self.json_mode:
             self._write_json(data)
         else:
-            self._results.print(_table(columns, rows, title))
+            self._print_table(_table(columns, rows, title))
 
     def records(
         self,
@@ -190,36 +212,65 @@ class Output:
                 self._write_json(record)
             return
         rows = [[record.get(column) for column in columns] for record in records]
-        self._results.print(_table(columns, rows, title))
+        self._print_table(_table(columns, rows, title))
+
+    def lines(self, rows: Iterable[Sequence[object]]) -> None:
+        """Rows as plain tab-separated lines, no header (``aws --output text``), written as
+        they arrive: the form scripts read when stdout is not a terminal.
+
+        Each value is shown with ``visible``, so a tab or newline in a key cannot split a
+        field or a line; an absent value is an empty field.
+        """
+        if self.quiet:
+            for _ in rows:
+                pass  # still drain: the caller's work happens while iterating
+            return
+        stream = self.streams.stdout
+        for row in rows:
+            stream.write("\t".join(visible(_cell(value)) for value in row) + "\n")
+        # Once per batch (a page of a listing): `imgcli list | head -1` sees the first row
+        # while later pages are still being fetched.
+        stream.flush()
+
+    def _print_table(self, table: Table) -> None:
+        console = self._results
+        width = _table_width(console, table, on_terminal=self.streams.stdout_isatty)
+        if width != console.width:
+            streams = self.streams
+            console = _console(streams.stdout, streams.stdout_isatty, streams.no_color, width)
+        console.print(table)
 
     # Messages (stderr)
 
     def info(self, message: str) -> None:
         """Tell people what is happening; silenced by ``--quiet``."""
         if not self.quiet:
-            self._messages.print(escape(message), soft_wrap=True)
+            self._messages.print(shown(message), soft_wrap=True)
 
     def warning(self, message: str) -> None:
         """Something went wrong that did not stop the command; silenced by ``--quiet``."""
         if not self.quiet:
-            self._messages.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
+            self._messages.print(f"[bold yellow]warning:[/] {shown(message)}", soft_wrap=True)
 
     def failure(self, failure: Failure, cause: BaseException | None = None) -> None:
         """The one-line error a command ends with; with ``--verbose``, its traceback first."""
         if self.verbose and cause is not None:
-            self._messages.out("".join(traceback.format_exception(cause)).rstrip(), highlight=False)
-        line = f"[bold red]error:[/] {escape(failure.message)}"
+            lines = "".join(traceback.format_exception(cause)).rstrip().splitlines()
+            # Exception messages quote keys and file names: escaped line by line.
+            self._messages.out("\n".join(visible(line) for line in lines), highlight=False)
+        line = f"[bold red]error:[/] {shown(failure.message)}"
         if failure.hint:
-            line += f" [dim]— {escape(failure.hint)}[/]"
+            line += f" [dim]— {shown(failure.hint)}[/]"
         self._messages.print(line, soft_wrap=True)
 
     # Interaction (stdin, stderr)
 
-    def confirm(self, question: str, *, yes: bool) -> bool:
+    def confirm(self, question: str, *, yes: bool, default: bool = False) -> bool:
         """Ask a yes/no question; ``yes=True`` (``--yes``) answers it without asking.
 
-        Without a terminal on stdin nobody can answer, so this refuses instead of hanging
-        or guessing.
+        Enter, or the end of input, answers ``default``, shown as the capital letter
+        (``[y/N]``); anything but y, yes, n or no asks again. Without a terminal on stdin
+        nobody can answer, so this refuses instead of hanging or guessing.
         """
         if yes:
             return True
@@ -228,19 +279,29 @@ class Output:
                 f"cannot ask for confirmation without a terminal: {question}",
                 hint="pass --yes to confirm",
             )
-        from rich.prompt import Confirm
-
-        return Confirm.ask(
-            escape(question), console=self._messages, stream=self.streams.stdin, default=False
-        )
+        choices = "[Y/n]" if default else "[y/N]"
+        while True:
+            self._messages.print(f"{shown(question)} {_literal(choices)} ", end="", soft_wrap=True)
+            answer = self.streams.stdin.readline()
+            if not answer:  # end of input (Ctrl-D): the default, on a line of its own
+                self._messages.print()
+                return default
+            word = answer.strip().lower()
+            if not word:
+                return default
+            if word in ("y", "yes"):
+                return True
+            if word in ("n", "no"):
+                return False
+            self._messages.print(
+                f"please answer y or n (Enter for {'yes' if default else 'no'})", soft_wrap=True
+            )
 
     def progress(self) -> ProgressDisplay:
         """A live progress display on a terminal; elsewhere one that shows nothing."""
         if self.quiet or not self.streams.stderr_isatty:
             return NoProgress()
-        from rich.progress import Progress
-
-        return Progress(console=self._messages, transient=True)
+        return _shown_progress_class()(console=self._messages, transient=True)
 
     def _write_json(self, data: Any) -> None:
         stream = self.streams.stdout
@@ -249,14 +310,39 @@ class Output:
         stream.flush()
 
 
-def escape(text: str) -> str:
+def _literal(text: str) -> str:
     """``text`` shown literally by rich: ``[`` never starts markup."""
     from rich.markup import escape as escape_markup
 
     return escape_markup(text)
 
 
-def _console(stream: TextIO, isatty: bool, no_color: bool) -> Console:
+def shown(text: str) -> str:
+    """``text`` as rich markup that shows it to a person safely: control characters as
+    escapes (``visible``), ``[`` never markup."""
+    return _literal(visible(text))
+
+
+@functools.cache
+def _shown_progress_class() -> type[Progress]:
+    # A subclass made on first use, so rich.progress is imported only when a bar shows.
+    from rich.progress import Progress
+
+    class ShownProgress(Progress):
+        """rich's Progress, with descriptions (file names, keys) shown safely."""
+
+        def add_task(self, description: str, *args: Any, **kwargs: Any) -> TaskID:
+            return super().add_task(shown(description), *args, **kwargs)
+
+        def update(self, task_id: TaskID, *, description: str | None = None, **kwargs: Any) -> None:
+            if description is not None:
+                description = shown(description)
+            super().update(task_id, description=description, **kwargs)
+
+    return ShownProgress
+
+
+def _console(stream: TextIO, isatty: bool, no_color: bool, width: int | None = None) -> Console:
     from rich.console import Console
 
     class _Console(Console):
@@ -271,16 +357,48 @@ def _console(stream: TextIO, isatty: bool, no_color: bool) -> Console:
         no_color=no_color,
         highlight=False,
         emoji=False,
+        width=width,
     )
 
 
-def _table(columns: Sequence[str], rows: Iterable[Sequence[object]], title: str | None) -> Any:
-    from rich.table import Table
+def _table(columns: Sequence[str], rows: Iterable[Sequence[object]], title: str | None) -> Table:
+    """A table whose every cell is shown safely and folds rather than being cut.
 
-    table = Table(*(escape(column) for column in columns), title=title and escape(title))
-    for row in rows:
-        table.add_row(*(escape(_cell(value)) for value in row))
+    Cells are ``Text`` (never parsed as markup). Each column may fold down to
+    ``MIN_FOLD_WIDTH`` characters (or its widest value), which ``_table_width`` honours.
+    """
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
+    cells = [[visible(_cell(value)) for value in row] for row in rows]
+    table = Table(title=None if title is None else Text(visible(title)))
+    for index, column in enumerate(columns):
+        header = visible(column)
+        widest = max((cell_len(row[index]) for row in cells), default=0)
+        table.add_column(
+            Text(header),
+            overflow="fold",
+            min_width=min(max(widest, cell_len(header)), MIN_FOLD_WIDTH),
+        )
+    for row in cells:
+        table.add_row(*(Text(cell) for cell in row))
     return table
+
+
+def _table_width(console: Console, table: Table, *, on_terminal: bool) -> int:
+    """The width to draw ``table`` at: the terminal's, unless its columns cannot fit when
+    folded to their minimum; off a terminal, the table's natural width (nothing folded)."""
+    if not on_terminal:
+        from rich.measure import Measurement
+
+        natural = Measurement.get(console, console.options.update_width(10**6), table).maximum
+        return max(natural, 1)
+    # The default box and padding: one space each side of a cell, a rule between columns
+    # and at both edges.
+    columns = table.columns
+    narrowest = sum((column.min_width or 1) + 3 for column in columns) + 1
+    return max(console.width, narrowest)
 
 
 def _cell(value: object) -> str:
@@ -312,8 +430,9 @@ def _isatty(stream: TextIO | None) -> bool:
 
 
 def plural(count: int, noun: str) -> str:
-    """``count`` and ``noun``, with an s unless there is exactly one (``3 keys``)."""
-    return f"{count} {noun}" + ("" if count == 1 else "s")
+    """``count`` (thousands separated) and ``noun``, with an s unless there is exactly one
+    (``3 keys``, ``1,234 images``)."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def human_size(size: int) -> str:

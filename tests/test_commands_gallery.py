@@ -7,9 +7,9 @@ them. Commands run in process through ``CliRunner`` with the stack's environment
 and stdin is not a terminal, as in a script); the confirmation refusal also runs as a real
 subprocess with no terminal.
 
-The service half checks request budgets and S3's per-key answers: existence checks against
-moto in process, DeleteObjects batches with botocore's ``Stubber``, ``--wait`` with a
-recording double of the API and a fake clock.
+The services underneath (request budgets, S3's per-key answers, ``--wait``) are tested in
+``tests/test_gallery_deletion.py``; what these commands print for hostile keys, output
+modes and ``--all`` in ``tests/test_gallery_output.py``.
 """
 
 from __future__ import annotations
@@ -19,30 +19,17 @@ import io
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import pytest
 from botocore.credentials import Credentials
-from botocore.stub import Stubber
 from typer.testing import CliRunner, Result
 
 from imgcli.cli import app
 from imgcli.commands.gallery import CSV_COLUMNS
 from imgcli.config import LOCAL_REGION
-from imgcli.deletion import (
-    DeleteOutcome,
-    DeletionPlan,
-    delete_batch,
-    delete_planned,
-    existing_keys,
-    plan_deletion,
-    wait_until_unlisted,
-)
 from imgcli.errors import ExitCode
 from imgcli.gallery_api import GalleryApi
-from imgcli.output import human_size
 from tests.images import image_bytes
 from tests.localstack import KEY, SECRET, bootstrap, local_client, local_cloud_env, run_imgcli
 
@@ -132,7 +119,7 @@ def keys_in_bucket(stack: dict[str, Any], prefix: str) -> list[str]:
 def test_list_prints_a_table_of_key_format_dimensions_size_uploaded(
     stack_env: dict[str, str], gallery: dict[str, Any]
 ) -> None:
-    result = imgcli(stack_env, "list", "--prefix", "g/")
+    result = imgcli(stack_env, "list", "--prefix", "g/", "--output", "table")
 
     assert result.exit_code == 0, result.stderr
     header = next(line for line in result.stdout.splitlines() if "key" in line)
@@ -201,7 +188,8 @@ def test_an_unreadable_object_is_listed_only_with_invalid(
 ) -> None:
     active = imgcli(stack_env, "list", "--prefix", "bad/", "--json")
     invalid = imgcli(stack_env, "list", "--prefix", "bad/", "--invalid", "--json")
-    table = imgcli(stack_env, "list", "--invalid", "--prefix", "bad/")
+    table = imgcli(stack_env, "list", "--invalid", "--prefix", "bad/", "--output", "table")
+    text = imgcli(stack_env, "list", "--invalid", "--prefix", "bad/")
 
     assert active.exit_code == 0, active.stderr
     assert active.stdout == ""
@@ -211,6 +199,13 @@ def test_an_unreadable_object_is_listed_only_with_invalid(
     assert image["reason"]
     assert "reason" in table.stdout
     assert NOT_AN_IMAGE in table.stdout
+    # key, size, uploaded_at, reason
+    assert text.stdout.split("\t")[0] == NOT_AN_IMAGE
+    assert text.stdout.rstrip("\n").split("\t")[1:] == [
+        str(image["size"]),
+        image["uploaded_at"],
+        image["reason"],
+    ]
 
 
 def test_list_of_nothing_says_so_on_stderr(
@@ -354,199 +349,3 @@ def test_delete_without_keys_or_prefix_is_a_usage_error(stack_env: dict[str, str
 
     assert result.exit_code == ExitCode.USAGE
     assert "nothing to delete" in result.stderr
-
-
-# --- the services underneath ---------------------------------------------------------------
-
-
-@dataclass
-class S3Requests:
-    """Counts the S3 operations a client sends (a botocore event hook, no patching)."""
-
-    operations: list[str] = field(default_factory=list)
-
-    def __call__(self, model: Any, **_: Any) -> None:
-        self.operations.append(model.name)
-
-    def count(self, name: str) -> int:
-        return self.operations.count(name)
-
-
-@pytest.fixture
-def counted_s3(s3_client: Any, bucket: str) -> tuple[Any, S3Requests]:
-    keys = [f"d/{n:02d}.jpg" for n in range(20)]
-    keys += ["d/sub/deeper.jpg", "top.jpg", "d/ü.jpg", "other/a b.jpg", "folder/"]
-    for key in keys:
-        s3_client.put_object(Bucket=bucket, Key=key, Body=b"x")
-    requests = S3Requests()
-    s3_client.meta.events.register("before-call.s3", requests)
-    return s3_client, requests
-
-
-def test_existence_of_keys_in_one_directory_costs_one_listing(
-    counted_s3: tuple[Any, S3Requests], bucket: str
-) -> None:
-    s3, requests = counted_s3
-    wanted = ["d/03.jpg", "d/07.jpg", "d/07x.jpg", "d/19.jpg", "d/sub", "d/ü.jpg", "d/zz.jpg"]
-
-    found = existing_keys(s3, bucket, wanted)
-
-    assert found == {"d/03.jpg", "d/07.jpg", "d/19.jpg", "d/ü.jpg"}
-    assert requests.operations == ["ListObjectsV2"]
-
-
-def test_existence_checks_stay_bounded_by_falling_back_to_head(
-    counted_s3: tuple[Any, S3Requests], bucket: str
-) -> None:
-    s3, requests = counted_s3
-    wanted = ["d/00.jpg", "d/15.jpg", "d/nope.jpg", "top.jpg", "other/a b.jpg", "folder/", "x/y"]
-
-    found = existing_keys(s3, bucket, wanted, page_size=1)
-
-    assert found == {"d/00.jpg", "d/15.jpg", "top.jpg", "other/a b.jpg", "folder/"}
-    # Never more than two requests per key, whatever the directory holds.
-    assert len(requests.operations) <= 2 * len(wanted)
-    assert requests.count("HeadObject") >= 1
-
-
-def test_a_key_longer_than_s3_allows_is_missing_without_a_request(
-    counted_s3: tuple[Any, S3Requests], bucket: str
-) -> None:
-    s3, requests = counted_s3
-
-    assert existing_keys(s3, bucket, ["k" * 1025]) == set()
-    assert requests.operations == []
-
-
-def test_a_plan_puts_given_keys_first_and_counts_the_prefix(
-    counted_s3: tuple[Any, S3Requests], bucket: str
-) -> None:
-    s3, _ = counted_s3
-
-    plan = plan_deletion(s3, bucket, ["top.jpg", "d/01.jpg", "gone.jpg"], "d/0")
-
-    assert plan.missing == ("gone.jpg",)
-    assert plan.to_delete[:2] == ("top.jpg", "d/01.jpg")
-    assert set(plan.to_delete[2:]) == {f"d/0{n}.jpg" for n in range(10)} - {"d/01.jpg"}
-    assert plan.under_prefix == 9
-
-
-def test_delete_batch_reports_s3s_per_key_errors() -> None:
-    s3 = boto3.client("s3", region_name=LOCAL_REGION)
-    keys = ["a.jpg", "locked.jpg", "c.jpg"]
-    with Stubber(s3) as stub:
-        stub.add_response(
-            "delete_objects",
-            {"Errors": [{"Key": "locked.jpg", "Code": "AccessDenied", "Message": "Access Denied"}]},
-            {
-                "Bucket": "b",
-                "Delete": {"Objects": [{"Key": key} for key in keys], "Quiet": True},
-            },
-        )
-        outcomes = delete_batch(s3, "b", keys)
-
-    assert outcomes == [
-        DeleteOutcome("a.jpg", "deleted"),
-        DeleteOutcome("locked.jpg", "failed", "AccessDenied: Access Denied"),
-        DeleteOutcome("c.jpg", "deleted"),
-    ]
-
-
-def test_deletes_go_1000_keys_per_request_after_the_missing_ones() -> None:
-    s3 = boto3.client("s3", region_name=LOCAL_REGION)
-    keys = tuple(f"k/{n:04d}" for n in range(2500))
-    plan = DeletionPlan(keys, missing=("gone.jpg",))
-    with Stubber(s3) as stub:
-        for batch in (keys[:1000], keys[1000:2000], keys[2000:]):
-            stub.add_response(
-                "delete_objects",
-                {},
-                {"Bucket": "b", "Delete": {"Objects": [{"Key": k} for k in batch], "Quiet": True}},
-            )
-        outcomes = list(delete_planned(s3, "b", plan))
-        stub.assert_no_pending_responses()
-
-    assert outcomes[0] == DeleteOutcome("gone.jpg", "missing", "no such key in the bucket")
-    assert [o.key for o in outcomes[1:]] == list(keys)
-    assert {o.status for o in outcomes[1:]} == {"deleted"}
-
-
-@dataclass
-class FakeClock:
-    now: float = 0.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@dataclass
-class IndexLagging:
-    """The API as a recording double: each key stays listed for ``rounds[key]`` lookups."""
-
-    rounds: dict[str, int]
-    lookups: list[str] = field(default_factory=list)
-    listings: int = 0
-
-    def get_image(self, key: str) -> dict[str, Any] | None:
-        self.lookups.append(key)
-        self.rounds[key] -= 1
-        return {"key": key} if self.rounds[key] >= 0 else None
-
-    def list_images(
-        self, *, prefix: str | None = None, invalid: bool = False
-    ) -> Iterator[dict[str, Any]]:
-        self.listings += 1
-        under = [key for key in self.rounds if key.startswith(prefix or "")]
-        if invalid:  # a round lists active then invalid images: the round is over
-            for key in under:
-                self.rounds[key] -= 1
-            return iter([])
-        return iter([{"key": key} for key in under if self.rounds[key] > 0])
-
-
-def test_wait_polls_until_no_key_is_listed() -> None:
-    clock = FakeClock()
-    api = IndexLagging({"a.jpg": 0, "b.jpg": 2})
-
-    remaining = wait_until_unlisted(api, ["a.jpg", "b.jpg"], sleep=clock.sleep, clock=clock)
-
-    assert remaining == set()
-    assert sorted(api.lookups) == ["a.jpg", "b.jpg", "b.jpg", "b.jpg"]  # a gone: asked once
-    assert clock.sleeps == [0.2, 0.4]
-
-
-def test_wait_gives_up_at_the_timeout_and_says_what_is_left() -> None:
-    clock = FakeClock()
-    api = IndexLagging({"stuck.jpg": 10**6})
-
-    remaining = wait_until_unlisted(api, ["stuck.jpg"], timeout_s=5, sleep=clock.sleep, clock=clock)
-
-    assert remaining == {"stuck.jpg"}
-    assert sum(clock.sleeps) == pytest.approx(5)
-    assert max(clock.sleeps) <= 2.0
-
-
-def test_wait_lists_a_large_prefix_instead_of_asking_per_key() -> None:
-    clock = FakeClock()
-    keys = [f"p/{n:03d}.jpg" for n in range(150)]
-    api = IndexLagging(dict.fromkeys(keys, 1) | {"elsewhere.jpg": 0})
-
-    remaining = wait_until_unlisted(
-        api, [*keys, "elsewhere.jpg"], prefix="p/", sleep=clock.sleep, clock=clock
-    )
-
-    assert remaining == set()
-    assert api.lookups == ["elsewhere.jpg"]
-    assert api.listings == 4  # active and invalid, two rounds
-
-
-def test_sizes_read_as_ls_would_print_them() -> None:
-    assert human_size(0) == "0 B"
-    assert human_size(1023) == "1023 B"
-    assert human_size(1536) == "1.5 KiB"
-    assert human_size(5 * 1024**3) == "5.0 GiB"

@@ -9,16 +9,31 @@ the stack's save/delete function then tombstones each image in the index, which 
 
 Output decisions:
 
-* ``list`` streams. NDJSON (``--json``, ``--output json``) and CSV are written as pages
-  arrive, so ``imgcli list | head`` shows the first rows before the last page is fetched.
-  A rich table cannot grow once printed, so people get one table per API page (the
-  first of 100 rows, then up to 1,000): the first rows show while later pages load, and
-  memory stays bounded.
+* ``list`` streams. NDJSON (``--json``, ``--output json``), CSV and text are written as
+  pages arrive, so ``imgcli list | head`` shows the first rows before the last page is
+  fetched. A rich table cannot grow once printed, so people get one table per API page
+  (the first of 100 rows, then up to 1,000): the first rows show while later pages load,
+  and memory stays bounded.
+* ``list``'s default is a table on a terminal and ``text`` elsewhere: tab-separated lines
+  of raw values (size in bytes, times as recorded), no header, as ``aws --output text``,
+  so ``imgcli list | head -1`` is the first image, ``wc -l`` counts images and ``cut -f1``
+  gives keys; the columns are fixed and named in ``--help`` (``--output csv`` has the
+  header row for anyone who wants one). ``--output table`` keeps the table in a pipe.
+* Keys are checked before any request (``imgcli.keys``): ``--prefix`` as a new key (no
+  control characters), ``show KEY`` and ``delete KEY`` as existing keys (control characters
+  allowed, so such an object stays reachable by naming it); what is printed is escaped by
+  ``imgcli.output``.
 * ``show`` of a key the API does not list ends with ``ImageNotFound``, exit code 1
   (``SOME_FAILED``: the one item asked for was not there), the same code ``delete`` gives a
   missing key, so a script tests one code for "not there" across commands.
 * ``delete`` reports every key as ``imgcli.deletion`` settles it (deleted, missing,
   failed, would_delete), then a summary. Any missing or failed key makes the exit code 1.
+  With ``--json`` the summary object is the last line of every run whose arguments were
+  accepted, a failure part-way, a declined confirmation or a prefix with no match
+  included, so a script always learns how far it got.
+* Deleting everything takes ``--all``: an empty ``--prefix`` (``--prefix "$UNSET"``) is a
+  usage error here, though other commands accept one, because here it would delete the
+  whole gallery. The confirmation names the count.
   The bucket is versioned, so a deleted image stays recoverable as an old version for the
   stack's ``noncurrent-days``.
 """
@@ -28,6 +43,7 @@ from __future__ import annotations
 import csv
 import enum
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
@@ -46,6 +62,7 @@ from imgcli.deletion import (
 )
 from imgcli.errors import ExitCode, ImgcliError, PartialFailure, RemoteError, UsageError
 from imgcli.invocation import Invocation
+from imgcli.keys import checked_existing_key, checked_new_key
 from imgcli.output import human_size, plural
 
 if TYPE_CHECKING:
@@ -54,6 +71,9 @@ if TYPE_CHECKING:
 
 LIST_COLUMNS: Final = ("key", "format", "dimensions", "size", "uploaded")
 INVALID_COLUMNS: Final = ("key", "size", "uploaded", "reason")
+#: ``--output text`` fields, by the API's names (size in bytes): tab-separated, no header.
+TEXT_COLUMNS: Final = ("key", "format", "width", "height", "size", "uploaded_at")
+TEXT_INVALID_COLUMNS: Final = ("key", "size", "uploaded_at", "reason")
 #: CSV columns: every field the API records, in its order (extra future fields follow).
 CSV_COLUMNS: Final = (
     "key",
@@ -101,8 +121,18 @@ class NotAllDeleted(PartialFailure):
         self.args = (self.message,)
 
 
+@dataclass
+class DeleteProgress:
+    """How far a ``delete`` got: each key's outcome so far, and whether keys were being
+    reported (people get a summary line only then)."""
+
+    outcomes: list[DeleteOutcome] = field(default_factory=list)
+    reporting: bool = False
+
+
 class OutputFormat(enum.StrEnum):
     table = "table"
+    text = "text"
     json = "json"
     csv = "csv"
 
@@ -128,23 +158,29 @@ def list_gallery(
         typer.Option(
             "--output",
             "-o",
-            help="table (default), json (one object per line, every field) or csv.",
+            help="table (the default on a terminal), text (the default elsewhere: "
+            "tab-separated key, format, width, height, size in bytes, uploaded_at; with "
+            "--invalid key, size, uploaded_at, reason), json (one object per line, every "
+            "field) or csv.",
         ),
     ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """List the gallery's images in key order, as the stack's API serves them.
 
-    Rows print as pages arrive. The table shows key, format, dimensions, size and upload
-    time; --json prints one JSON object per line with every recorded field; --output csv
-    writes a spreadsheet with a header row.
+    Rows print as pages arrive. On a terminal a table shows key, format, dimensions, size
+    and upload time; piped, each image is one tab-separated line with no header (see
+    --output); --json prints one JSON object per line with every recorded field; --output
+    csv writes a spreadsheet with a header row.
 
     Example: imgcli list --prefix holiday/ --output csv > holiday.csv
     """
     from imgcli.gallery_api import gallery_api_for
 
+    if prefix is not None:
+        checked_new_key(prefix, "--prefix")
     run = command_invocation(ctx, json_output)
-    chosen = _listing_format(run.output.json_mode, output_format)
+    chosen = _listing_format(run.output.json_mode, output_format, run.output.streams.stdout_isatty)
     pages = gallery_api_for(run).list_pages(prefix=prefix, invalid=invalid, limit=limit)
     if chosen is OutputFormat.json:
         run.output.json_mode = True
@@ -152,7 +188,7 @@ def list_gallery(
     elif chosen is OutputFormat.csv:
         write_csv(run.output, chain.from_iterable(pages))
     else:
-        _print_tables(run, pages, invalid=invalid, prefix=prefix)
+        _print_pages(run, pages, invalid=invalid, prefix=prefix, text=chosen is OutputFormat.text)
 
 
 @reports_failures
@@ -169,13 +205,14 @@ def show_image(
     """
     from imgcli.gallery_api import gallery_api_for
 
-    run = command_invocation(ctx, json_output)
     if not key:
         raise UsageError("the image key must not be empty")
+    checked_existing_key(key, "the image key")
+    run = command_invocation(ctx, json_output)
     image = gallery_api_for(run).get_image(key)
     if image is None:
         raise ImageNotFound(
-            f"no image with key {key!r} in stack '{run.settings.name}'",
+            f"no image with key '{key}' in stack '{run.settings.name}'",
             hint="'imgcli list' shows the keys; 'imgcli list --invalid' the unreadable ones",
         )
     rows = [(name, _detail(name, value)) for name, value in image.items() if value is not None]
@@ -192,9 +229,14 @@ def delete_images(
     prefix: Annotated[
         str | None,
         typer.Option(
-            "--prefix", "-p", help="Delete every object whose key starts with this, after asking."
+            "--prefix",
+            "-p",
+            help="Delete every object whose key starts with this, after asking; not empty.",
         ),
     ] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Delete every object of the stack, after asking.")
+    ] = False,
     yes: YesFlag = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be deleted; delete nothing.")
@@ -212,45 +254,87 @@ def delete_images(
 
     A key that does not exist is reported and makes the exit code 1. --prefix shows how
     many objects it holds and asks before deleting them (pass --yes where nobody can
-    answer). Deleted images stay recoverable as old versions for the stack's
-    noncurrent-days. --json prints one object per key, then a summary.
+    answer); deleting everything takes --all, and an empty --prefix is refused. Deleted
+    images stay recoverable as old versions for the stack's noncurrent-days. --json prints
+    one object per key, then a summary object, which ends every run, failed ones too.
 
     Example: imgcli delete "holiday/beach 1.jpg" old/a.png --wait
     """
+    wanted, prefix = _deletion_request(keys or [], prefix, everything=everything)
     run = command_invocation(ctx, json_output)
-    wanted = _distinct(keys or [])
-    if not wanted and prefix is None:
+    done = DeleteProgress()
+    try:
+        _delete(run, wanted, prefix, yes=yes, dry_run=dry_run, done=done)
+    finally:
+        # Also on the way out of a failure: a script learns how far the run got.
+        summary = summarise(done.outcomes, dry_run=dry_run)
+        if run.output.json_mode:
+            run.output.document({"summary": summary}, columns=(), rows=())
+        elif done.reporting:
+            run.output.info(_summary_line(summary))
+    deleted = [outcome.key for outcome in done.outcomes if outcome.status == "deleted"]
+    if wait and deleted:
+        _wait_for_index(run, deleted, prefix, wait_timeout)
+    if summary["missing"] or summary["failed"]:
+        raise NotAllDeleted(summary["missing"], summary["failed"], summary["total"])
+
+
+def _deletion_request(
+    keys: Sequence[str], prefix: str | None, *, everything: bool
+) -> tuple[list[str], str | None]:
+    """The keys and prefix ``delete`` was asked for, checked before any request; ``--all``
+    is the empty prefix."""
+    if everything and (keys or prefix is not None):
         raise UsageError(
-            "nothing to delete", hint="give the keys to delete, or --prefix to delete by prefix"
+            "--all deletes every object of the stack: give it no keys and no --prefix",
         )
-    if "" in wanted:
-        raise UsageError("an image key must not be empty")
+    if prefix == "":
+        raise UsageError(
+            "an empty --prefix would delete every object of the stack",
+            hint="pass --all to delete everything; if the prefix came from a variable, it is empty",
+        )
+    if prefix is not None:
+        checked_new_key(prefix, "--prefix")
+    wanted = _distinct(keys)
+    for key in wanted:
+        if not key:
+            raise UsageError("an image key must not be empty")
+        checked_existing_key(key)
+    if not wanted and prefix is None and not everything:
+        raise UsageError(
+            "nothing to delete",
+            hint="give the keys to delete, --prefix to delete by prefix, or --all",
+        )
+    return wanted, "" if everything else prefix
+
+
+def _delete(
+    run: Invocation,
+    wanted: Sequence[str],
+    prefix: str | None,
+    *,
+    yes: bool,
+    dry_run: bool,
+    done: DeleteProgress,
+) -> None:
+    """Plan, confirm and delete, keeping in ``done`` what has happened so far."""
     bucket = run.settings.record("bucket")
     s3 = run.aws().client("s3")
     plan = plan_deletion(s3, bucket, wanted, prefix)
     if prefix is not None:
-        run.output.info(f"{plural(plan.under_prefix, 'object')} under {prefix!r} in {bucket}")
+        scope = f"under '{prefix}' " if prefix else ""
+        run.output.info(f"{plural(plan.under_prefix, 'object')} {scope}in {bucket}")
         if plan.under_prefix and not dry_run and not _confirmed(run, plan, prefix, yes=yes):
             run.output.info("nothing was deleted")
             return
     if not plan.to_delete and not plan.missing:
         return  # an empty prefix, already said
-    outcomes: list[DeleteOutcome] = []
+    done.reporting = True
     results = dry_run_outcomes(plan) if dry_run else delete_planned(s3, bucket, plan)
     run.output.records(
-        (outcome.as_json() for outcome in _collected(results, outcomes)),
+        (outcome.as_json() for outcome in _collected(results, done.outcomes)),
         columns=("key", "status", "reason"),
     )
-    summary = summarise(outcomes, dry_run=dry_run)
-    if run.output.json_mode:
-        run.output.document({"summary": summary}, columns=(), rows=())
-    else:
-        run.output.info(_summary_line(summary))
-    deleted = [outcome.key for outcome in outcomes if outcome.status == "deleted"]
-    if wait and deleted:
-        _wait_for_index(run, deleted, prefix, wait_timeout)
-    if summary["missing"] or summary["failed"]:
-        raise NotAllDeleted(summary["missing"], summary["failed"], summary["total"])
 
 
 def register(app: typer.Typer) -> None:
@@ -263,29 +347,39 @@ def register(app: typer.Typer) -> None:
 # Rendering
 
 
-def _listing_format(json_requested: bool, chosen: OutputFormat | None) -> OutputFormat:
+def _listing_format(
+    json_requested: bool, chosen: OutputFormat | None, on_terminal: bool
+) -> OutputFormat:
     if json_requested and chosen not in (None, OutputFormat.json):
         raise UsageError(f"--json and --output {chosen} ask for different formats: pick one")
     if json_requested:
         return OutputFormat.json
-    return chosen or OutputFormat.table
+    if chosen is not None:
+        return chosen
+    return OutputFormat.table if on_terminal else OutputFormat.text
 
 
-def _print_tables(
+def _print_pages(
     run: Invocation,
     pages: Iterable[Sequence[Mapping[str, Any]]],
     *,
     invalid: bool,
     prefix: str | None,
+    text: bool,
 ) -> None:
-    columns = INVALID_COLUMNS if invalid else LIST_COLUMNS
+    """A table per page for people, or tab-separated lines (``text``) for scripts."""
     shown = 0
     for page in pages:
-        run.output.records([listing_row(image) for image in page], columns=columns)
+        if text:
+            columns = TEXT_INVALID_COLUMNS if invalid else TEXT_COLUMNS
+            run.output.lines([image.get(column) for column in columns] for image in page)
+        else:
+            rows = [listing_row(image) for image in page]
+            run.output.records(rows, columns=INVALID_COLUMNS if invalid else LIST_COLUMNS)
         shown += len(page)
     if not shown:
         kind = "unreadable objects" if invalid else "images"
-        run.output.info(f"no {kind}" + (f" under {prefix!r}" if prefix else ""))
+        run.output.info(f"no {kind}" + (f" under '{prefix}'" if prefix else ""))
 
 
 def listing_row(image: Mapping[str, Any]) -> dict[str, Any]:
@@ -313,6 +407,9 @@ def write_csv(output: Output, images: Iterable[Mapping[str, Any]]) -> None:
 
     The header is known before the first page: the API's fields, plus any new field the
     first image carries (a newer stack). ``--quiet`` writes nothing, as for every result.
+    Values go out unchanged, in RFC 4180's form: CRLF ends a record, so a value holding a
+    carriage return or a newline is quoted (with ``\n`` alone, Python's writer leaves a
+    lone CR unquoted, and readers split the record there).
     """
     stream = output.streams.stdout
     iterator = iter(images)
@@ -323,7 +420,7 @@ def write_csv(output: Output, images: Iterable[Mapping[str, Any]]) -> None:
         return
     extra = [name for name in (first or {}) if name not in CSV_COLUMNS]
     writer = csv.DictWriter(
-        stream, fieldnames=[*CSV_COLUMNS, *extra], extrasaction="ignore", lineterminator="\n"
+        stream, fieldnames=[*CSV_COLUMNS, *extra], extrasaction="ignore", lineterminator="\r\n"
     )
     writer.writeheader()
     if first is not None:
@@ -336,9 +433,10 @@ def write_csv(output: Output, images: Iterable[Mapping[str, Any]]) -> None:
 def _confirmed(run: Invocation, plan: DeletionPlan, prefix: str, *, yes: bool) -> bool:
     given = len(plan.to_delete) - plan.under_prefix
     extra = f" and {plural(given, 'given key')}" if given else ""
+    count = plural(plan.under_prefix, "image")
+    what = f"{count} under '{prefix}'" if prefix else f"all {count}"
     return run.output.confirm(
-        f"Delete {plural(plan.under_prefix, 'object')} under {prefix!r}{extra} from stack "
-        f"'{run.settings.name}'?",
+        f"Delete {what}{extra} from stack '{run.settings.name}'?",
         yes=yes,
     )
 
@@ -360,7 +458,7 @@ def _wait_for_index(
         example = min(remaining)
         raise RemoteError(
             f"the API still lists {plural(len(remaining), 'deleted image')} after "
-            f"{timeout_s:g} s (e.g. {example!r})",
+            f"{timeout_s:g} s (e.g. '{example}')",
             hint="the stack's save/delete function may be failing or slow: look at its "
             "failed-events queue, or raise --wait-timeout",
         )
