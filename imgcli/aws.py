@@ -18,6 +18,20 @@ which imgcli does not use), and importing boto3 costs some 15 ms of every comman
 start-up. Credentials, profiles, regions and ``AWS_*`` variables resolve exactly as in
 boto3, which delegates all of it to this session.
 
+The region follows the AWS CLI v2 and the other SDKs, not this botocore, which reads only
+``AWS_DEFAULT_REGION``: the stack's own region if it has one, else ``AWS_REGION``, then
+``AWS_DEFAULT_REGION``, then the profile's ``region`` in ``~/.aws/config`` (the AWS CLI's
+"Configuration and credential file settings": command line, then environment, then config
+file). It is botocore's own chain with one more variable at its head, so ``--profile``
+and every other source keep their places.
+
+An error answer botocore cannot read becomes a ``ClientError`` all the same: the query
+protocol (STS, IAM) raises ``ResponseParserError`` for an error body that is not XML (a
+proxy's page, the local cloud's refusal of a host name it does not answer to), where
+botocore's other parsers fall back to the HTTP status. ``_readable_error`` gives the
+query protocol that same fallback (code: the status; message: the body's), so the user
+is told which call was refused, with what status, in the usual words and exit code.
+
 Timestamps in responses are parsed by ``parse_timestamp``: the ISO 8601 UTC form AWS
 sends (``2026-11-27T04:29:39.000Z``, a ``LastModified`` in every S3 listing entry) with
 ``datetime.fromisoformat``, about 50 times faster than botocore's default (dateutil's
@@ -32,19 +46,27 @@ made at import time (moto's rule: mocks start before any client exists).
 from __future__ import annotations
 
 import datetime
+import json
 import threading
-from typing import Any
+from typing import Any, Final
+from xml.sax.saxutils import escape
 
 import botocore.session
 from botocore.config import Config
+from botocore.configprovider import ConfigChainFactory
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
 from imgcli import __version__
 from imgcli.config import StackSettings
 from imgcli.errors import SERVICE_ID_KEY
+from imgcli.terminal_text import visible
 
 # botocore's own default, for callers that make one request at a time.
 DEFAULT_MAX_POOL_CONNECTIONS = 10
+#: The environment variables that name the region, first match wins (AWS CLI v2's order).
+REGION_VARIABLES: Final = ("AWS_REGION", "AWS_DEFAULT_REGION")
+# Protocols whose error answers botocore reads only as XML, and raises on otherwise.
+_XML_ONLY_ERROR_PROTOCOLS: Final = frozenset({"query", "ec2"})
 
 
 def client_config(settings: StackSettings, max_pool_connections: int) -> Config:
@@ -117,6 +139,13 @@ def parse_timestamp(value: Any) -> datetime.datetime:
 
 def _new_session(settings: StackSettings) -> botocore.session.Session:
     session = botocore.session.Session(profile=settings.profile)
+    # botocore's region chain (instance value, environment, profile), AWS_REGION first.
+    region_chain = ConfigChainFactory(session=session).create_config_chain(
+        instance_name="region",
+        env_var_names=list(REGION_VARIABLES),
+        config_property_names="region",
+    )
+    session.get_component("config_store").set_config_provider("region", region_chain)
     if settings.region is not None:
         session.set_config_variable("region", settings.region)
     credentials = settings.credentials
@@ -125,8 +154,40 @@ def _new_session(settings: StackSettings) -> botocore.session.Session:
     session.get_component("response_parser_factory").set_parser_defaults(
         timestamp_parser=parse_timestamp
     )
+    session.register("before-parse", _readable_error)
     session.register("after-call", _name_service_in_error)
     return session
+
+
+def _readable_error(response_dict: dict[str, Any], operation_model: Any, **_: Any) -> None:
+    # Module docstring: an error answer that is not XML, for a protocol that reads only
+    # XML, is rewritten as the error botocore's other parsers would make of it.
+    status = response_dict["status_code"]
+    protocol = operation_model.service_model.resolved_protocol
+    if status < 300 or protocol not in _XML_ONLY_ERROR_PROTOCOLS:
+        return
+    body = response_dict.get("body") or b""
+    if status >= 500 and not body.strip():
+        return  # botocore's own generic error already covers an empty 5xx
+    if body.lstrip().startswith(b"<"):
+        return
+    message = _message_of(body) or f"HTTP {status}"
+    response_dict["body"] = (
+        f"<ErrorResponse><Error><Code>{status}</Code><Message>{escape(message)}</Message>"
+        "</Error></ErrorResponse>"
+    ).encode()
+
+
+def _message_of(body: bytes) -> str:
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and isinstance(document.get("message"), str):
+        text = document["message"]
+    # Escaped: XML 1.0 cannot carry most control characters, and a person reads it.
+    return visible(text[:300])
 
 
 def _name_service_in_error(http_response: Any, parsed: Any, model: Any, **_: Any) -> None:

@@ -8,7 +8,9 @@ line; ``imgcli.commands`` holds every command, one module per group, on the shar
 
 - ``global_options`` (the app callback) turns the global flags into one ``Invocation``
   on ``ctx.obj``: the ``Output`` and the selected stack's settings, resolved on first use
-  so ``imgcli <command> --help`` works even with a broken config file.
+  so ``imgcli <command> --help`` works even with a broken config file. The same options
+  are accepted after the command (the frame adds them to every command; the one after
+  the command wins), and the app is the frame's ``ImgcliGroup``.
 - Heavy modules (boto3, botocore, PIL, moto, ``imgcli.infra``, ``imgcli.lambdas``) are
   imported inside the commands that use them, so ``--help`` and ``--version`` stay fast; a
   test enforces it.
@@ -25,6 +27,15 @@ import typer
 
 from imgcli import __version__
 from imgcli.commands import register_all
+from imgcli.commands.frame import (
+    GlobalJsonOption,
+    ImgcliGroup,
+    ProfileOption,
+    QuietOption,
+    RegionOption,
+    StackOption,
+    VerboseOption,
+)
 from imgcli.config import Flags
 from imgcli.invocation import Invocation
 from imgcli.output import Output, Streams
@@ -38,22 +49,12 @@ def _print_version(value: bool) -> None:
 
 def global_options(
     ctx: typer.Context,
-    stack: Annotated[
-        str | None,
-        typer.Option("--stack", "-s", help="Stack to use: a name from the config file."),
-    ] = None,
-    json_output: Annotated[
-        bool,
-        typer.Option("--json", help="Write results as JSON (NDJSON for lists) to stdout."),
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="On errors, also print the cause.")
-    ] = False,
-    profile: Annotated[
-        str | None, typer.Option("--profile", help="AWS profile (aws stacks).")
-    ] = None,
-    region: Annotated[str | None, typer.Option("--region", help="AWS region.")] = None,
+    stack: StackOption = None,
+    json_output: GlobalJsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -62,6 +63,8 @@ def global_options(
     ] = False,
 ) -> None:
     """A command-line image gallery on a serverless AWS stack (or the local cloud).
+
+    The options below are accepted after the command too (imgcli config --stack prod).
 
     Example: imgcli --stack prod config
     """
@@ -76,6 +79,7 @@ def build_app() -> typer.Typer:
     """The imgcli Typer app with its global options and commands (tests build fresh ones)."""
     app = typer.Typer(
         name="imgcli",
+        cls=ImgcliGroup,
         no_args_is_help=True,
         pretty_exceptions_show_locals=False,
         # Markdown reflows docstring paragraphs, so help text wraps to the terminal.

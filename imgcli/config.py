@@ -16,14 +16,25 @@ path)::
     # keys imgcli does not know are kept, never rejected.
 
 Each value comes from the first source that sets it: command-line flags, then ``IMGCLI_*``
-environment variables, then the stack's table in the file, then a default. For an ``aws``
-stack the default for region, profile and endpoint is *nothing*: ``None`` is passed on so
-boto3 applies its standard chain (``AWS_PROFILE``, ``AWS_REGION``/``AWS_DEFAULT_REGION``,
+environment variables, then the stack's table in the file, then what bootstrap recorded
+(the stack's state file), then a default. For an ``aws`` stack the default for region,
+profile and endpoint is *nothing*: ``None`` is passed on so boto3 applies its standard
+chain (``AWS_PROFILE``, ``AWS_REGION`` then ``AWS_DEFAULT_REGION`` (``imgcli.aws``),
 ``AWS_ENDPOINT_URL``, ``~/.aws/config``) exactly as the AWS CLI would; re-implementing that
 chain here would drift from it. A ``local`` stack needs no AWS account: its endpoint is the
 local cloud on 127.0.0.1, signed with the key pair that local cloud generated for its owner
 (``local_access_key``): a local stack works on a machine with no AWS setup and never
 sends a real credential to the local cloud.
+
+A local stack has the local cloud's one region: any other region asked for (``--region``,
+``IMGCLI_REGION``, the file) is a usage error naming it, never a request the local cloud
+refuses later. Its port, unless configured, is the one the local cloud of this data dir
+was started on (``local_cloud_port``, which the caller passes in: it reads the local
+cloud's record, and ``imgcli.localcloud.process`` imports this module), so ``imgcli local
+start --port N`` and the commands after it agree.
+
+The stack name is checked (``imgcli.infra.names``) before anything is read by it: it
+becomes the state file's name, so ``--stack ../../x`` must never reach the file system.
 
 The result is a frozen ``StackSettings`` that also records where each value came from, so
 ``imgcli config`` can answer "why is it using that region?". This module is pure of boto3
@@ -33,14 +44,14 @@ The result is a frozen ``StackSettings`` that also records where each value came
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from imgcli.errors import ConfigError, NoStackError
+from imgcli.errors import ConfigError, NoStackError, UsageError
 
 Target = Literal["local", "aws"]
 TARGETS: Final = ("local", "aws")
@@ -91,8 +102,14 @@ class StackSettings:
     local_port: int
     credentials: AccessKey | None
     config_file: Path
-    # The stack table's other keys (bucket, table, api_url, ... written by bootstrap).
+    # Bootstrap's record of the stack (it may not exist yet).
+    state_file: Path
+    # The stack table's other keys, and bootstrap's outputs (bucket, table, api_url, ...).
     records: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # Where each record came from: the stack's table in the file, or the state file.
+    record_sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # Why the stack's resources are gone though nobody destroyed it (a local cloud reset).
+    gone: str | None = None
     # Every stack the config file defines, so a mistyped --stack can be pointed out.
     known_stacks: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -104,13 +121,23 @@ class StackSettings:
 
     def record(self, key: str) -> Any:
         """A value bootstrap recorded for this stack; a missing one means no stack yet."""
-        if key not in self.records:
+        if key in self.records:
+            return self.records[key]
+        if self.gone:
             raise NoStackError(
-                f"stack '{self.name}' has not been bootstrapped (no {key} recorded in "
-                f"{self.config_file})",
-                hint=f"run 'imgcli --stack {self.name} bootstrap' first",
+                f"stack '{self.name}' no longer exists: {self.gone} (its record: "
+                f"{self.state_file})",
+                hint=f"run 'imgcli --stack {self.name} bootstrap' to create it again",
             )
-        return self.records[key]
+        found = (
+            f"its bootstrap record {self.state_file} has no {key}"
+            if self.state_file.exists()
+            else f"no bootstrap record at {self.state_file}"
+        )
+        raise NoStackError(
+            f"stack '{self.name}' has not been bootstrapped ({found})",
+            hint=f"run 'imgcli --stack {self.name} bootstrap' first",
+        )
 
     def describe(self) -> list[tuple[str, object, str]]:
         """(name, value, source) rows, for people and for ``imgcli config --json``."""
@@ -125,8 +152,10 @@ class StackSettings:
             rows.append(("local_port", self.local_port, self.sources["local_port"]))
         if self.credentials is not None:
             rows.append(("access_key_id", self.credentials.access_key_id, DEFAULT_SOURCE))
-        file_source = f"file [stacks.{self.name}]"
-        rows.extend((key, value, file_source) for key, value in sorted(self.records.items()))
+        rows.extend(
+            (key, value, self.record_sources.get(key, f"bootstrap record {self.state_file}"))
+            for key, value in sorted(self.records.items())
+        )
         rows.append(("config_file", str(self.config_file), self.sources["config_file"]))
         return rows
 
@@ -204,12 +233,18 @@ def _checked(path: Path, document: dict[str, Any]) -> ConfigFile:
 
 
 def resolve_stack(
-    flags: Flags, environ: Mapping[str, str], *, local_key: bool = True
+    flags: Flags,
+    environ: Mapping[str, str],
+    *,
+    local_key: bool = True,
+    local_cloud_port: Callable[[], int | None] | None = None,
 ) -> StackSettings:
     """Decide the selected stack's settings from flags, environment, file and defaults.
 
     ``local_key=False`` leaves a local stack's credentials out (``None``) rather than read
     the local cloud's key pair: ``imgcli local reset`` must work when it cannot be read.
+    ``local_cloud_port`` says where this data dir's local cloud was started (None: not
+    started); asked only for a local stack whose port nothing else sets.
     """
     path = config_path(environ)
     file = read_config_file(path)
@@ -228,13 +263,15 @@ def resolve_stack(
         (DEFAULT_STACK, DEFAULT_SOURCE),
     )
     assert name is not None
+    _check_stack_name(name, sources["stack"])
     entry = file.stacks.get(name, {})
     in_file = f"file [stacks.{name}]"
     # What bootstrap recorded: where the stack was actually created wins over defaults.
     from imgcli.infra.state import StackState, state_path
 
-    recorded = StackState.load(state_path(name, environ))
-    in_state = f"bootstrap record {state_path(name, environ)}"
+    state_file = state_path(name, environ)
+    recorded = StackState.load(state_file)
+    in_state = f"bootstrap record {state_file}"
 
     chosen_target, sources["target"] = _first(
         (flags.target, "flag --target"),
@@ -253,6 +290,12 @@ def resolve_stack(
         (recorded.region if recorded else None, in_state),
         (LOCAL_REGION if local else None, DEFAULT_SOURCE if local else BOTO3_SOURCE),
     )
+    if local and region != LOCAL_REGION:
+        raise UsageError(
+            f"stack '{name}' is local, and the local cloud has one region, {LOCAL_REGION}: "
+            f"region {region} ({sources['region']}) cannot apply to it",
+            hint="leave the region out for a local stack, or use a stack with target = 'aws'",
+        )
 
     if local:
         # The local cloud accepts only its own key, so a profile would change nothing.
@@ -270,8 +313,13 @@ def resolve_stack(
         (flags.local_port, "flag --port"),
         (_port_from_env(port_text) if port_text else None, port_source),
         (entry.get("local_port"), in_file),
-        (LOCAL_DEFAULT_PORT, DEFAULT_SOURCE),
     )
+    if local_port is None:
+        running = local_cloud_port() if local and local_cloud_port is not None else None
+        local_port, sources["local_port"] = _first(
+            (running, "the local cloud started from this data dir"),
+            (LOCAL_DEFAULT_PORT, DEFAULT_SOURCE),
+        )
     assert local_port is not None
 
     endpoint_url, sources["endpoint_url"] = _first(
@@ -286,9 +334,12 @@ def resolve_stack(
     if endpoint_url is not None:
         _check_endpoint(endpoint_url, sources["endpoint_url"])
 
-    records = {
-        **{k: v for k, v in entry.items() if k not in SETTING_KEYS},
-        **(recorded.outputs if recorded else {}),
+    from_file = {k: v for k, v in entry.items() if k not in SETTING_KEYS}
+    outputs = recorded.outputs if recorded else {}
+    records = {**from_file, **outputs}
+    record_sources = {
+        **dict.fromkeys(from_file, in_file),
+        **dict.fromkeys(outputs, in_state),
     }
     if local and endpoint_url is not None and "api_id" in records:
         # The URL follows the local cloud's current port, whatever it was at bootstrap.
@@ -305,7 +356,10 @@ def resolve_stack(
         local_port=local_port,
         credentials=local_access_key(environ) if local and local_key else None,
         config_file=path,
+        state_file=state_file,
         records=MappingProxyType(records),
+        record_sources=MappingProxyType(record_sources),
+        gone=recorded.gone if recorded else None,
         known_stacks=tuple(sorted(file.stacks)),
         sources=MappingProxyType(sources),
     )
@@ -327,6 +381,21 @@ def _first(*candidates: tuple[T | None, str]) -> tuple[T | None, str]:
         if value is not None:
             return value, source
     return None, candidates[-1][1]
+
+
+def _check_stack_name(name: str, source: str) -> None:
+    from imgcli.infra.errors import InvalidStackName
+    from imgcli.infra.names import check_stack_name
+
+    if not name:
+        raise UsageError(
+            f"the stack name is empty ({source})",
+            hint="name a stack (for example --stack dev), or leave it out for the default stack",
+        )
+    try:
+        check_stack_name(name)
+    except InvalidStackName as exc:
+        raise UsageError(f"{exc.message} ({source})", hint=exc.hint) from None
 
 
 def _port_from_env(text: str) -> int:

@@ -12,6 +12,12 @@ before any AWS work costs no boto import and ``imgcli --help`` stays fast. The s
 errors (``imgcli.infra.errors``, which knows no exit codes) are recognised the same way and
 mapped by the kind of problem each one names.
 
+Some hints need what only the run knows: the selected stack's name (a stack whose bucket,
+table or function is gone is told to bootstrap *that* stack again), and the port the
+local cloud of this data dir answers on (an unreachable local endpoint names the port it
+tried and the one running). The caller passes them as a ``FailureContext``
+(``imgcli.invocation.Invocation.describe_failure``), so this module stays a pure mapping.
+
 This module imports neither typer nor rich: it decides *what* to say, ``imgcli.output``
 decides how it looks.
 """
@@ -19,6 +25,7 @@ decides how it looks.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar
@@ -147,6 +154,19 @@ _BUSY_CODES = frozenset(
     }
 )
 
+# Codes that, met on one of the stack's own resources, mean the resource no longer exists:
+# per service id, None for "whatever the service" (the code says which resource it is).
+# CloudWatch Logs is left out: a function's log group appears only once it has logged.
+_GONE_CODES: dict[str | None, frozenset[str]] = {
+    None: frozenset(
+        {"NoSuchBucket", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+    ),
+    "DynamoDB": frozenset({"ResourceNotFoundException"}),
+    "Lambda": frozenset({"ResourceNotFoundException"}),
+    "ApiGatewayV2": frozenset({"NotFoundException"}),
+}
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
 # imgcli.aws records the calling service here on every error response: botocore's
 # ClientError names the operation but not the service.
 SERVICE_ID_KEY = "ImgcliServiceId"
@@ -157,7 +177,22 @@ _CREDENTIALS_HINT = (
 )
 
 
-def describe_failure(exc: BaseException) -> Failure:
+@dataclass(frozen=True)
+class FailureContext:
+    """What the run knows that makes a hint exact; every field may be unknown.
+
+    ``running_local_port`` is asked only when a local endpoint did not answer: the port
+    this data dir's local cloud answers on, or None when none runs.
+    """
+
+    stack: str | None = None
+    running_local_port: Callable[[], int | None] | None = None
+
+
+_NO_CONTEXT = FailureContext()
+
+
+def describe_failure(exc: BaseException, context: FailureContext = _NO_CONTEXT) -> Failure:
     """Say what went wrong and what to do about it, in one line, with the exit code."""
     if isinstance(exc, KeyboardInterrupt):
         return Failure("interrupted", ExitCode.INTERRUPTED)
@@ -166,7 +201,7 @@ def describe_failure(exc: BaseException) -> Failure:
     from_infra = _describe_infra_failure(exc)
     if from_infra is not None:
         return from_infra
-    from_aws = _describe_botocore_failure(exc)
+    from_aws = _describe_botocore_failure(exc, context)
     if from_aws is not None:
         return from_aws
     return Failure(
@@ -193,13 +228,13 @@ def _describe_infra_failure(exc: BaseException) -> Failure | None:
     return Failure(_one_line(exc.message), exit_codes[exc.problem], exc.hint)
 
 
-def _describe_botocore_failure(exc: BaseException) -> Failure | None:
+def _describe_botocore_failure(exc: BaseException, context: FailureContext) -> Failure | None:
     if "botocore.exceptions" not in sys.modules:
         return None
     from botocore import exceptions as aws
 
     if isinstance(exc, aws.ClientError):
-        return _describe_client_error(exc)
+        return _describe_client_error(exc, context)
     if isinstance(exc, aws.NoCredentialsError):
         return Failure("no AWS credentials found", ExitCode.AUTH, _CREDENTIALS_HINT)
     if isinstance(exc, aws.PartialCredentialsError):
@@ -221,11 +256,32 @@ def _describe_botocore_failure(exc: BaseException) -> Failure | None:
     # connection broke or timed out mid-request (read timeouts, closed connections).
     if isinstance(exc, aws.ConnectionError | aws.HTTPClientError):
         endpoint = str(getattr(exc, "kwargs", {}).get("endpoint_url", ""))
-        return Failure(_one_line(str(exc)), ExitCode.NETWORK, _unreachable_hint(endpoint))
-    return None
+        return Failure(_one_line(str(exc)), ExitCode.NETWORK, _unreachable_hint(endpoint, context))
+    return _describe_unreadable_answer(exc)
 
 
-def _describe_client_error(exc: Any) -> Failure:
+def _describe_unreadable_answer(exc: BaseException) -> Failure | None:
+    # botocore's parsers raise ResponseParserError for an answer that is not in the
+    # service's protocol (imgcli.aws turns error answers it can read into ClientErrors
+    # first): whatever answered is not the AWS API the endpoint should be.
+    if "botocore.parsers" not in sys.modules:
+        return None
+    from botocore.parsers import ResponseParserError
+
+    if not isinstance(exc, ResponseParserError):
+        return None
+    said = _one_line(str(exc))
+    if len(said) > 300:
+        said = said[:300] + "..."
+    return Failure(
+        f"the endpoint answered with something that is not an AWS response: {said}",
+        ExitCode.REMOTE,
+        "check the endpoint (imgcli config shows it; IMGCLI_ENDPOINT_URL, AWS_ENDPOINT_URL): "
+        "the local cloud answers only at http://127.0.0.1:PORT or http://localhost:PORT",
+    )
+
+
+def _describe_client_error(exc: Any, context: FailureContext) -> Failure:
     response = exc.response
     error = response.get("Error", {})
     code = str(error.get("Code", "Unknown"))
@@ -240,15 +296,43 @@ def _describe_client_error(exc: Any) -> Failure:
         )
         refused = _one_line(f"AWS refused {call} ({code}): {message}")
         return Failure(refused, ExitCode.AUTH, auth_hint)
+    failed = f"{call} failed ({code}): {message}"
+    if code in _GONE_CODES[None] or code in _GONE_CODES.get(service, ()):
+        stack = f"stack '{context.stack}'" if context.stack else "the stack"
+        bootstrap = (
+            f"imgcli --stack {context.stack} bootstrap" if context.stack else "imgcli bootstrap"
+        )
+        return Failure(
+            _one_line(f"{stack} has lost its resources: {failed}"),
+            ExitCode.NO_STACK,
+            "they are gone (a local cloud reset, or removed by hand): "
+            f"run '{bootstrap}' to create them again",
+        )
     busy_hint = "the service is busy or failing: try again later" if code in _BUSY_CODES else None
-    return Failure(_one_line(f"{call} failed ({code}): {message}"), ExitCode.REMOTE, busy_hint)
+    return Failure(_one_line(failed), ExitCode.REMOTE, busy_hint)
 
 
-def _unreachable_hint(endpoint: str) -> str:
-    host = urlsplit(endpoint).hostname or ""
-    if host in {"127.0.0.1", "localhost", "::1"}:
+def _unreachable_hint(endpoint: str, context: FailureContext) -> str:
+    parts = urlsplit(endpoint)
+    if (parts.hostname or "") not in _LOCAL_HOSTS:
+        return "check the network and the endpoint (IMGCLI_ENDPOINT_URL, AWS_ENDPOINT_URL)"
+    try:
+        tried = parts.port or 80
+    except ValueError:
         return "is the local cloud running? start it with 'imgcli local start'"
-    return "check the network and the endpoint (IMGCLI_ENDPOINT_URL, AWS_ENDPOINT_URL)"
+    running = context.running_local_port() if context.running_local_port else None
+    if running is None:
+        return (
+            f"nothing answers on port {tried}: start the local cloud with "
+            f"'imgcli local start --port {tried}'"
+        )
+    if running != tried:
+        return (
+            f"nothing answers on port {tried}, but this data dir's local cloud runs on port "
+            f"{running}: set IMGCLI_LOCAL_PORT={running} (or the stack's local_port), or stop "
+            f"it ('imgcli local stop') and start it with 'imgcli local start --port {tried}'"
+        )
+    return f"the local cloud on port {tried} stopped answering: see 'imgcli local status'"
 
 
 def _one_line(text: str) -> str:

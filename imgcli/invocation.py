@@ -6,6 +6,13 @@ services. It lives apart from the CLI so that services (the API client, the uplo
 can take it without knowing the command line, and it imports neither typer nor boto3:
 the stack's settings are resolved, and its clients made, on first use, so ``imgcli
 <command> --help`` works even with a broken config file and costs no AWS import.
+
+It is also where the run's knowledge meets the local cloud's: a local stack whose port
+nothing configures uses the port this data dir's local cloud was started on, a
+configured port that disagrees with the running local cloud is refused before any
+request (else every command would answer "start the local cloud", and ``local start``
+"already running": a loop), and a failure's hint is told the stack and that port
+(``describe_failure``).
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from imgcli.config import Flags, StackSettings, resolve_stack
+from imgcli.config import LOCAL_DEFAULT_PORT, Flags, StackSettings, resolve_stack
+from imgcli.errors import Failure, FailureContext, ImgcliError, UsageError, describe_failure
 from imgcli.output import Output
 
 if TYPE_CHECKING:
@@ -34,9 +42,11 @@ class Invocation:
 
     @property
     def settings(self) -> StackSettings:
-        """The selected stack's settings (flags > IMGCLI_* > config file > defaults)."""
+        """The selected stack's settings (flags > IMGCLI_* > config file > record > defaults)."""
         if self._settings is None:
-            self._settings = resolve_stack(self.flags, self.environ)
+            self._settings = resolve_stack(
+                self.flags, self.environ, local_cloud_port=self._started_local_port
+            )
         return self._settings
 
     def aws(self) -> AwsClients:
@@ -61,6 +71,15 @@ class Invocation:
         ):
             return  # an AWS stack, or a local endpoint someone else runs
         status, started = process.start(settings.local_port, self.environ)
+        if status.port != settings.local_port:
+            # One data dir has one local cloud; it runs elsewhere than this stack says.
+            raise UsageError(
+                f"this data dir's local cloud runs on port {status.port}, but stack "
+                f"'{settings.name}' is set to port {settings.local_port} "
+                f"({settings.sources['local_port']})",
+                hint=f"use port {status.port} there, or stop the local cloud ('imgcli local "
+                f"stop') and start it with 'imgcli local start --port {settings.local_port}'",
+            )
         if started:
             self.output.info(f"started the local cloud on {status.endpoint}")
 
@@ -70,9 +89,14 @@ class Invocation:
         self._settings = None
         self._aws = None
 
+    def describe_failure(self, exc: BaseException) -> Failure:
+        """``imgcli.errors.describe_failure`` with what this run knows for its hints."""
+        stack = self._settings.name if self._settings is not None else self.flags.stack
+        context = FailureContext(stack=stack, running_local_port=self._running_local_port)
+        return describe_failure(exc, context)
+
     def stack_environment(self) -> StackEnvironment:
         """Account, region and names of the selected stack (the first AWS calls)."""
-        from imgcli.errors import UsageError
         from imgcli.infra.deploy import StackEnvironment
         from imgcli.localcloud import api_url
 
@@ -88,3 +112,21 @@ class Invocation:
             region,
             local_api_url=api_url,
         )
+
+    def _started_local_port(self) -> int | None:
+        """The port this data dir's local cloud was started on, from its record; no request."""
+        from imgcli.localcloud import process
+
+        # access() answers the port it is given when there is no record.
+        port = process.access(LOCAL_DEFAULT_PORT, self.environ).port
+        return None if port == LOCAL_DEFAULT_PORT else port
+
+    def _running_local_port(self) -> int | None:
+        """The port this data dir's local cloud answers on now, or None; never raises."""
+        from imgcli.localcloud import process
+
+        try:
+            status = process.status(LOCAL_DEFAULT_PORT, self.environ)
+        except (ImgcliError, OSError):
+            return None
+        return status.port if status.running else None

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, NoRegionError, ProfileNotFound
+from botocore.parsers import ResponseParserError
 from botocore.stub import Stubber
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 from urllib3 import HTTPResponse
@@ -147,8 +148,10 @@ def test_client_errors_name_the_service() -> None:
         with pytest.raises(ClientError) as raised:
             s3.put_object(Bucket="missing", Key="a.jpg", Body=b"x")
     failure = describe_failure(raised.value)
-    assert failure.exit_code == ExitCode.REMOTE
+    # A missing bucket is the stack's own: its resources are gone (exit 3, bootstrap again).
+    assert failure.exit_code == ExitCode.NO_STACK
     assert failure.message == (
+        "the stack has lost its resources: "
         "S3 PutObject failed (NoSuchBucket): The specified bucket does not exist"
     )
 
@@ -225,3 +228,108 @@ def test_clients_are_made_without_importing_boto3() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+# The region: AWS_REGION before AWS_DEFAULT_REGION, as the AWS CLI v2 and the SDKs
+
+
+@pytest.mark.parametrize(
+    ("unset", "flag", "expected"),
+    [
+        ((), None, "eu-west-2"),  # AWS_REGION beats AWS_DEFAULT_REGION and the profile
+        (("AWS_REGION",), None, "eu-west-1"),  # then AWS_DEFAULT_REGION
+        (("AWS_REGION", "AWS_DEFAULT_REGION"), None, "ap-southeast-2"),  # then the profile
+        ((), "ca-central-1", "ca-central-1"),  # --region beats them all
+    ],
+)
+def test_the_region_follows_the_aws_clis_order(
+    monkeypatch: pytest.MonkeyPatch,
+    moto_aws: None,
+    unset: tuple[str, ...],
+    flag: str | None,
+    expected: str,
+) -> None:
+    write_profile("work", "ap-southeast-2")
+    monkeypatch.setenv("AWS_PROFILE", "work")
+    monkeypatch.setenv("AWS_REGION", "eu-west-2")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    for name in unset:
+        monkeypatch.delenv(name)
+    clients = AwsClients(settings(target="aws", region=flag))
+    assert clients.region == expected
+    from imgcli.lambdas.records import TABLE_DEFINITION
+
+    dynamodb = clients.client("dynamodb")
+    created = dynamodb.create_table(TableName="regional", **TABLE_DEFINITION)
+    assert created["TableDescription"]["TableArn"].startswith(f"arn:aws:dynamodb:{expected}:")
+
+
+def test_a_local_stack_keeps_the_local_clouds_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-2")
+    assert AwsClients(settings()).client("s3").meta.region_name == "us-east-1"
+
+
+# Error answers botocore cannot read
+
+
+def canned(status: int, body: bytes, content_type: str) -> Any:
+    def answer(request: Any, **_: Any) -> AWSResponse:
+        raw = HTTPResponse(body=io.BytesIO(body), preload_content=False)
+        return AWSResponse(request.url, status, {"Content-Type": content_type}, raw)
+
+    return answer
+
+
+# What the local cloud answers a request addressed to a host name it does not serve.
+HOST_REFUSAL = b'{"message": "the local cloud answers only requests addressed to 127.0.0.1"}'
+
+
+def test_a_json_refusal_to_a_query_protocol_call_is_a_client_error() -> None:
+    sts = AwsClients(settings()).client("sts")
+    sts.meta.events.register(
+        "before-send.sts.GetCallerIdentity", canned(403, HOST_REFUSAL, "application/json")
+    )
+    with pytest.raises(ClientError) as raised:
+        sts.get_caller_identity()
+    assert raised.value.response["Error"]["Code"] == "403"
+    failure = describe_failure(raised.value)
+    assert failure.exit_code == ExitCode.AUTH
+    assert failure.message == (
+        "AWS refused STS GetCallerIdentity (403): "
+        "the local cloud answers only requests addressed to 127.0.0.1"
+    )
+
+
+def test_a_plain_text_refusal_keeps_its_words_escaped() -> None:
+    iam = AwsClients(settings(target="aws")).client("iam")
+    iam.meta.events.register(
+        "before-send.iam.ListRoles", canned(400, b"bad <gateway>\x1b[31m", "text/plain")
+    )
+    with pytest.raises(ClientError) as raised:
+        iam.list_roles()
+    assert raised.value.response["Error"] == {"Code": "400", "Message": "bad <gateway>\\x1b[31m"}
+
+
+def test_a_query_protocol_error_in_xml_is_left_to_botocore() -> None:
+    body = (
+        b"<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code>"
+        b"<Message>The security token included in the request is invalid.</Message>"
+        b"</Error><RequestId>1</RequestId></ErrorResponse>"
+    )
+    sts = AwsClients(settings()).client("sts")
+    sts.meta.events.register("before-send.sts.GetCallerIdentity", canned(403, body, "text/xml"))
+    with pytest.raises(ClientError) as raised:
+        sts.get_caller_identity()
+    assert raised.value.response["Error"]["Code"] == "InvalidClientTokenId"
+
+
+def test_a_success_that_is_not_aws_is_a_remote_failure() -> None:
+    sts = AwsClients(settings()).client("sts")
+    sts.meta.events.register(
+        "before-send.sts.GetCallerIdentity", canned(200, b"<html>hotel wifi", "text/html")
+    )
+    with pytest.raises(ResponseParserError) as raised:
+        sts.get_caller_identity()
+    failure = describe_failure(raised.value)
+    assert failure.exit_code == ExitCode.REMOTE
+    assert "not an AWS response" in failure.message

@@ -27,8 +27,9 @@ from imgcli.output import Streams
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = {"boto3", "botocore", "s3transfer", "PIL", "moto", "imgcli.infra", "imgcli.lambdas"}
-# Resolving a stack reads bootstrap's record: a JSON file, a module and its errors, no more.
-LIGHT = {"imgcli.infra", "imgcli.infra.state", "imgcli.infra.errors"}
+# Resolving a stack checks its name and reads bootstrap's record: a JSON file, the modules
+# that name and read it, and their errors, no more.
+LIGHT = {"imgcli.infra", "imgcli.infra.state", "imgcli.infra.errors", "imgcli.infra.names"}
 
 runner = CliRunner()
 
@@ -219,9 +220,9 @@ def test_streams_can_be_handed_in_as_the_context_object() -> None:
             "AWS refused PutObject (AccessDenied): no",
         ),
         (
-            ClientError({"Error": {"Code": "NoSuchBucket", "Message": "gone"}}, "PutObject"),
+            ClientError({"Error": {"Code": "InvalidRequest", "Message": "bad"}}, "PutObject"),
             ExitCode.REMOTE,
-            "PutObject failed (NoSuchBucket): gone",
+            "PutObject failed (InvalidRequest): bad",
         ),
         (NoCredentialsError(), ExitCode.AUTH, "no AWS credentials found"),
         (

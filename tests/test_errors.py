@@ -127,7 +127,7 @@ def test_expired_token_hint_says_refresh() -> None:
 def test_other_client_errors_are_remote_with_service_operation_and_message() -> None:
     error = ClientError(
         {
-            "Error": {"Code": "NoSuchBucket", "Message": "The specified bucket does not exist"},
+            "Error": {"Code": "InvalidTag", "Message": "The tag provided was not a valid tag"},
             "ResponseMetadata": {SERVICE_ID_KEY: "S3"},
         },
         "PutObject",
@@ -135,7 +135,7 @@ def test_other_client_errors_are_remote_with_service_operation_and_message() -> 
     failure = describe_failure(error)
     assert failure.exit_code == ExitCode.REMOTE
     assert failure.message == (
-        "S3 PutObject failed (NoSuchBucket): The specified bucket does not exist"
+        "S3 PutObject failed (InvalidTag): The tag provided was not a valid tag"
     )
 
 

@@ -6,7 +6,9 @@
 - ``gallery``: ``list``, ``show``, ``delete``.
 
 Each follows one shape (``Annotated`` options, a docstring that is the help text with an
-example, one call into a service, one render) on the frame of ``imgcli.commands.frame``.
+example, one call into a service, one render) on the frame of ``imgcli.commands.frame``,
+whose command class ``register_all`` gives every one of them (so each also takes the
+global options after its name).
 At module level they import only typer, the frame and light modules of the standard
 library's weight (errors, output, the invocation, delete's planning), so ``imgcli --help``
 stays fast; the services that load botocore, Pillow or infra are imported inside the
@@ -18,6 +20,7 @@ from __future__ import annotations
 import typer
 
 from imgcli.commands import gallery, local, stack, upload
+from imgcli.commands.frame import use_frame_classes
 
 
 def register_all(app: typer.Typer) -> None:
@@ -26,3 +29,4 @@ def register_all(app: typer.Typer) -> None:
     local.register(app)
     upload.register(app)
     gallery.register(app)
+    use_frame_classes(app)
