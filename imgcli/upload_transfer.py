@@ -14,8 +14,11 @@ Every object carries its SHA-256 in ``x-amz-meta-imgcli-sha256``; single-part up
 send it as ``ChecksumSHA256``, so S3 itself rejects a body that is not what was hashed.
 Retries for throttling and transient errors are botocore's (``standard`` mode, set where
 the client is made). Refused and failed files do not stop the others; a failure that
-concerns every file (credentials refused, endpoint unreachable) stops the batch instead of
-failing each file in turn, and a rerun resumes cheaply because finished files are skipped.
+concerns every file (credentials refused, endpoint unreachable, the bucket gone) stops the
+batch instead of failing each file in turn, and a rerun resumes cheaply because finished
+files are skipped. Such a stop raises ``UploadStopped``, which carries that failure and the
+summary of what finished before it, so a script still gets its summary; the caller raises
+the failure itself again, which keeps its exit code.
 
 **Ctrl-C** (``KeyboardInterrupt`` on the dispatcher's thread): no new transfer starts,
 in-flight multipart uploads are cancelled and aborted (``AbortMultipartUpload``), in-flight
@@ -77,6 +80,17 @@ _Event = Send | Decided | _Sent | _Finished | PlannerEnded
 
 # Failures that would repeat for every file: stop rather than fail each in turn.
 _BATCH_FAILURES: Final = frozenset({ExitCode.AUTH, ExitCode.NETWORK, ExitCode.INTERNAL})
+
+
+class UploadStopped(Exception):
+    """A failure that concerns the whole batch stopped the upload (``UploadInterrupted`` is
+    its Ctrl-C twin). ``cause`` is that failure as botocore or imgcli raised it (also the
+    exception's ``__cause__``); ``summary`` says what finished before it."""
+
+    def __init__(self, cause: Exception, summary: UploadSummary) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.summary = summary
 
 
 class _ChangedFile(ImgcliError):
@@ -162,6 +176,8 @@ class Batch:
         if isinstance(failure, KeyboardInterrupt):
             self.summary.interrupted = True
             raise UploadInterrupted(self.summary) from None
+        if isinstance(failure, Exception):
+            raise UploadStopped(failure, self.summary) from failure
         if failure is not None:
             raise failure
         return self.summary

@@ -33,6 +33,6 @@ def compute_handlers(
     return {
         Kind.ROLE: RoleHandler(client("iam")),
         Kind.FUNCTION: FunctionHandler(lambda_client, sleep=sleep),
-        Kind.PERMISSION: PermissionHandler(lambda_client),
+        Kind.PERMISSION: PermissionHandler(lambda_client, sleep=sleep),
         Kind.API: HttpApiHandler(client("apigatewayv2")),
     }

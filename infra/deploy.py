@@ -8,17 +8,26 @@ The CLI only parses options, asks for confirmation and renders what these return
 Like the rest of ``infra``, this knows nothing of imgcli's settings or errors: the caller
 passes the stack's name, target and clients, and a function that says where the local
 cloud serves an HTTP API (``local_api_url``); failures are ``infra.errors`` classes.
+
+A bootstrap or destroy holds the stack's lock (``infra.lock``) from before it reads the
+stack's record until it has saved the result, so a second one of the same stack waits and
+then plans from what the first left (usually: up to date); a dry run takes no lock.
+``forgetting_local_stacks`` is the same lock for ``imgcli local reset``, which discards
+every local stack's resources and then records that they are gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from imgcli.infra.errors import BucketNotEmpty, StackNotBootstrapped, StackUsageError
 from imgcli.infra.handlers import Handlers
+from imgcli.infra.lock import WaitListener, stack_lock, stack_locks
 from imgcli.infra.names import StackNames, check_stack_name
 from imgcli.infra.plan import Plan, StepListener, execute, plan_bootstrap, plan_destroy
 from imgcli.infra.resources import (
@@ -30,7 +39,7 @@ from imgcli.infra.resources import (
     StackOptions,
     desired_stack,
 )
-from imgcli.infra.state import StackState, state_path
+from imgcli.infra.state import StackState, local_stack_names, state_path
 
 if TYPE_CHECKING:
     from imgcli.infra.packaging import Target
@@ -161,13 +170,31 @@ def bootstrap(
     dry_run: bool,
     on_plan: Callable[[Plan], None] | None = None,
     on_step: StepListener | None = None,
+    wait: bool = True,
+    on_wait: WaitListener | None = None,
 ) -> Outcome:
     """Bring the stack up to date with the current code and its options.
 
     ``changes`` are the options given on this run (``StackOptions`` field names); options
     not given keep the values the stack was last bootstrapped with, so a plain re-run
-    never undoes an earlier ``--arch`` or ``--noncurrent-days``.
+    never undoes an earlier ``--arch`` or ``--noncurrent-days``. Another bootstrap or
+    destroy of the stack running meanwhile is waited for (``on_wait`` hears of it), or
+    with ``wait=False`` refused (``StackBusy``).
     """
+    if dry_run:
+        return _bootstrap(environment, changes, dry_run=True, on_plan=on_plan, on_step=on_step)
+    with stack_lock(environment.stack, "bootstrap", wait=wait, on_wait=on_wait):
+        return _bootstrap(environment, changes, dry_run=False, on_plan=on_plan, on_step=on_step)
+
+
+def _bootstrap(
+    environment: StackEnvironment,
+    changes: Mapping[str, Any],
+    *,
+    dry_run: bool,
+    on_plan: Callable[[Plan], None] | None,
+    on_step: StepListener | None,
+) -> Outcome:
     state = environment.state()
     options = StackOptions.from_record({**state.options, **changes})
     target = environment.target
@@ -184,6 +211,7 @@ def bootstrap(
     if plan.up_to_date and state.complete:
         return Outcome(plan, executed=False, description=describe_state(state))
     state.options = options.as_record()
+    state.gone = None
     outputs = execute(plan, handlers, state, on_step=on_step)
     state.outputs = {**outputs, **_record_outputs(environment.names)}
     if target == "local" and API_ID in state.outputs:
@@ -204,8 +232,29 @@ def destroy(
     confirm: Callable[[Plan], bool],
     on_plan: Callable[[Plan], None] | None = None,
     on_step: StepListener | None = None,
+    wait: bool = True,
+    on_wait: WaitListener | None = None,
 ) -> Outcome:
-    """Remove every resource of the stack that exists; safe to run again."""
+    """Remove every resource of the stack that exists; safe to run again.
+
+    The lock is held from the plan through ``confirm`` to the end, so what a person
+    confirmed is what runs; another bootstrap or destroy is waited for or refused as in
+    ``bootstrap``.
+    """
+    if dry_run:
+        return _destroy(environment, delete_images, True, confirm, on_plan, on_step)
+    with stack_lock(environment.stack, "destroy", wait=wait, on_wait=on_wait):
+        return _destroy(environment, delete_images, False, confirm, on_plan, on_step)
+
+
+def _destroy(
+    environment: StackEnvironment,
+    delete_images: bool,
+    dry_run: bool,
+    confirm: Callable[[Plan], bool],
+    on_plan: Callable[[Plan], None] | None,
+    on_step: StepListener | None,
+) -> Outcome:
     # Destroy finds resources by name only, so neither code nor options matter here.
     desired = _resources_by_name(environment.names)
     handlers = environment.handlers()
@@ -224,14 +273,41 @@ def destroy(
     if dry_run or (plan.steps and not confirm(plan)):
         return Outcome(plan, executed=False, description=None, notes=notes)
     execute(plan, handlers, state, on_step=on_step)
-    state.complete, state.destroyed, state.outputs = False, True, {}
+    state.complete, state.destroyed, state.outputs, state.gone = False, True, {}, None
     state.save()
     return Outcome(plan, executed=True, description=None)
+
+
+@contextlib.contextmanager
+def forgetting_local_stacks(
+    reason: str,
+    *,
+    on_wait: WaitListener | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> Iterator[list[str]]:
+    """Hold the lock of every local stack while the block discards the local cloud; if it
+    succeeds, record each stack as gone for ``reason``. Yields the stacks' names.
+
+    A bootstrap of one of them that is running is waited for first, so it cannot save a
+    "complete" record after the reset; the records are read again under the lock.
+    """
+    names = local_stack_names(environ)
+    with stack_locks(names, "local reset", on_wait=on_wait, environ=environ):
+        yield names
+        for name in names:
+            state = StackState.load(state_path(name, environ))
+            if state is not None and state.target == "local" and not state.destroyed:
+                state.mark_gone(reason)
 
 
 def describe(stack: str) -> StackDescription:
     """The recorded description of a bootstrapped stack (no AWS calls)."""
     state = StackState.load(state_path(stack))
+    if state is not None and state.gone:
+        raise StackNotBootstrapped(
+            f"stack '{stack}' no longer exists: {state.gone}",
+            hint=f"run 'imgcli --stack {stack} bootstrap' to create it again",
+        )
     if state is None or state.destroyed:
         raise StackNotBootstrapped(
             f"stack '{stack}' has not been bootstrapped",

@@ -18,8 +18,16 @@ Lambda client; this is where bootstrap meets most of AWS's eventual consistency.
   state or update of *ours* is an error with Lambda's reason; an earlier failed update
   found before ours is not, because the update about to run is what repairs it.
 * **"Already exists"**: ``ResourceConflictException`` on CreateFunction falls through to
-  updating whatever differs (``infra.aws_support.converge``); an add_permission conflict
-  replaces the statement.
+  updating whatever differs (``infra.aws_support.converge``).
+* **One statement per Sid, even when raced** (``PermissionHandler._put``). Lambda answers
+  AddPermission for a statement id that is taken with ``ResourceConflictException`` (and
+  the local cloud does the same), so a statement never doubles; the handler reads the
+  policy to learn what the conflict means: the very statement it wanted (another run just
+  added it) is success, a different one under that Sid is replaced (remove, then add), and
+  none at all means the conflict was something else (an update of the function in
+  progress) and the add is tried again after a pause. Two runs replacing the same
+  statement at once end the same way on their next read. Bounded by
+  ``PERMISSION_CONFLICT``.
 * **Async-invoke config is read back after writing it**: moto 5.2.5 appends each
   ``PutFunctionEventInvokeConfig`` and keeps answering with the first, so a changed
   config is deleted and put again when the read-back differs. Deleting first everywhere
@@ -62,6 +70,8 @@ T = TypeVar("T")
 ROLE_PROPAGATION: Final = Patience(delay_s=1, max_delay_s=10, total_s=60)
 #: A function becomes Active, or finishes an update, within seconds; large zips take longer.
 FUNCTION_SETTLING: Final = Patience(delay_s=1, max_delay_s=5, total_s=300)
+#: A statement id raced by another run, or an update in progress: settled in seconds.
+PERMISSION_CONFLICT: Final = Patience(delay_s=1, max_delay_s=4, total_s=30)
 
 
 # Functions -----------------------------------------------------------------------------
@@ -324,11 +334,73 @@ def _payload(resource: Resource) -> bytes:
 class PermissionHandler:
     """One statement of a function's resource policy, named ``<function>/<statement id>``."""
 
-    def __init__(self, lambda_client: Any) -> None:
+    def __init__(
+        self,
+        lambda_client: Any,
+        *,
+        sleep: Sleep = time.sleep,
+        patience: Patience = PERMISSION_CONFLICT,
+    ) -> None:
         self._lambda = lambda_client
+        self._sleep = sleep
+        self._patience = patience
 
     def read(self, name: str) -> Observed | None:
         function, _, statement_id = name.partition("/")
+        statement = self._statement(function, statement_id)
+        return None if statement is None else Observed(statement)
+
+    def create(self, resource: Resource, refs: Mapping[str, str]) -> Mapping[str, str]:
+        self._put(settings_of(resource, refs), replace=False)
+        return {}
+
+    def update(self, resource: Resource, setting: str, refs: Mapping[str, str]) -> None:
+        # A statement cannot be edited in place, only replaced as a whole.
+        self._put(settings_of(resource, refs), replace=True)
+
+    def delete(self, name: str, *, delete_images: bool) -> None:
+        function, _, statement_id = name.partition("/")
+        self._remove(function, statement_id)
+
+    def _put(self, wanted: Mapping[str, Any], *, replace: bool) -> None:
+        """Leaves exactly one statement with ``wanted``'s Sid, holding ``wanted``.
+
+        ``replace`` removes the Sid's statement first (an update). A conflict on the add
+        is settled by reading what holds the Sid now (see the module docstring).
+        """
+        function, statement_id = wanted["function"], wanted["statement_id"]
+        delays = self._patience.delays()
+        slept, pause = 0.0, False
+        while True:
+            if pause:
+                delay = next(delays, None)
+                if delay is None:
+                    raise InfraError(
+                        f"the permission {function}/{statement_id} stays in conflict after "
+                        f"{slept:g} s: another process keeps changing it, or the function "
+                        "keeps updating",
+                        hint=RUN_AGAIN,
+                    )
+                self._sleep(delay)
+                slept += delay
+            if replace:
+                self._remove(function, statement_id)
+            try:
+                self._add(wanted)
+                return
+            except ClientError as error:
+                if not is_error(error, ("ResourceConflictException",)):
+                    raise
+            found = self._statement(function, statement_id)
+            if found is not None and all(found.get(k) == v for k, v in wanted.items()):
+                return  # another run put exactly this statement
+            # A different statement holds the Sid: replace it, at once the first time (an
+            # older version of ours); none does: something else conflicted, so wait.
+            pause = found is None or replace
+            replace = found is not None
+
+    def _statement(self, function: str, statement_id: str) -> dict[str, Any] | None:
+        """The statement with ``statement_id`` as permission settings, or None."""
         try:
             policy = json.loads(self._lambda.get_policy(FunctionName=function)["Policy"])
         except ClientError as error:
@@ -338,31 +410,8 @@ class PermissionHandler:
             raise
         for statement in policy.get("Statement", []):
             if statement.get("Sid") == statement_id:
-                return Observed(_permission_settings(function, statement))
+                return _permission_settings(function, statement)
         return None
-
-    def create(self, resource: Resource, refs: Mapping[str, str]) -> Mapping[str, str]:
-        wanted = settings_of(resource, refs)
-        try:
-            self._add(wanted)
-        except ClientError as error:
-            if not is_error(error, ("ResourceConflictException",)):
-                raise
-            # The statement id is taken, by an older version of this statement.
-            self._replace(wanted)
-        return {}
-
-    def update(self, resource: Resource, setting: str, refs: Mapping[str, str]) -> None:
-        # A statement cannot be edited in place, only replaced as a whole.
-        self._replace(settings_of(resource, refs))
-
-    def delete(self, name: str, *, delete_images: bool) -> None:
-        function, _, statement_id = name.partition("/")
-        self._remove(function, statement_id)
-
-    def _replace(self, wanted: Mapping[str, Any]) -> None:
-        self._remove(wanted["function"], wanted["statement_id"])
-        self._add(wanted)
 
     def _add(self, wanted: Mapping[str, Any]) -> None:
         arguments = {

@@ -10,7 +10,14 @@ anything: destroy finds the resources by name.
 The record holds the stack's target, account, region and endpoint (so later commands talk
 to the right place whatever the current environment says), the outputs users need (API id
 and URL, bucket, table), and a step log. It lives in the user data dir
-(``IMGCLI_DATA_DIR`` overrides it), one JSON file per stack.
+(``IMGCLI_DATA_DIR`` overrides it), one JSON file per stack, whose name is the stack's: a
+name is checked (``check_stack_name``) before it becomes a path, so ``--stack ../../x``
+can never read or write a file elsewhere.
+
+A stack's resources can also vanish without ``destroy``: ``imgcli local reset`` discards
+the local cloud and every local stack in it. ``mark_gone`` records that (``gone`` says
+why), so the stack reads as not bootstrapped, with the reason, instead of as a complete
+stack whose bucket no longer exists.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from imgcli.infra.errors import StateFileError
+from imgcli.infra.errors import InvalidStackName, StateFileError
+from imgcli.infra.names import check_stack_name
 
 VERSION: Final = 1
 
@@ -38,8 +46,13 @@ def data_dir(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(platformdirs.user_data_dir("imgcli"))
 
 
+def stacks_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    return data_dir(environ) / "stacks"
+
+
 def state_path(stack: str, environ: Mapping[str, str] = os.environ) -> Path:
-    return data_dir(environ) / "stacks" / f"{stack}.json"
+    """Where ``stack``'s record lives; ``InvalidStackName`` for a name that is no stack's."""
+    return stacks_dir(environ) / f"{check_stack_name(stack)}.json"
 
 
 @dataclass
@@ -60,6 +73,8 @@ class StackState:
     # Kept after destroy, so the stack's target and region survive it: running destroy
     # again must still reach the same place, and a later bootstrap starts from there.
     destroyed: bool = False
+    # Why the resources are gone though nobody destroyed the stack (a local cloud reset).
+    gone: str | None = None
 
     @classmethod
     def load(cls, path: Path) -> StackState | None:
@@ -84,6 +99,7 @@ class StackState:
             steps_done=list(data.get("steps_done") or []),
             complete=bool(data.get("complete")),
             destroyed=bool(data.get("destroyed")),
+            gone=str(data["gone"]) if data.get("gone") else None,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -99,6 +115,7 @@ class StackState:
             "steps_done": self.steps_done,
             "complete": self.complete,
             "destroyed": self.destroyed,
+            "gone": self.gone,
             "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
 
@@ -116,3 +133,26 @@ class StackState:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+    def mark_gone(self, reason: str) -> None:
+        """Record that the stack's resources were discarded by other means than destroy.
+
+        The record then reads as a destroyed stack (its target and region kept, as destroy
+        keeps them), with ``reason`` for the message; the next bootstrap clears it.
+        """
+        self.complete, self.destroyed, self.gone = False, True, reason
+        self.outputs, self.steps_done = {}, []
+        self.save()
+
+
+def local_stack_names(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The stacks whose record puts them on the local cloud and not destroyed, by name."""
+    names = []
+    for path in sorted(stacks_dir(environ).glob("*.json")):
+        try:
+            record = StackState.load(state_path(path.stem, environ))
+        except (StateFileError, InvalidStackName):
+            continue  # not a record bootstrap wrote: nothing of a stack to mark
+        if record is not None and record.target == "local" and not record.destroyed:
+            names.append(path.stem)
+    return names

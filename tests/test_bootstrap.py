@@ -181,7 +181,11 @@ def test_bootstrap_creates_every_resource_as_specified(stack: Any) -> None:
     save = lam.get_function_configuration(FunctionName=names.save_function)
     assert save["Runtime"] == "python3.13" and save["Architectures"] == ["arm64"]
     assert save["Handler"] == "lambdas.save_delete.handler"
-    assert save["Environment"]["Variables"] == {"TABLE_NAME": names.table}
+    # The bucket too: the save function acts only on events of its own bucket.
+    assert save["Environment"]["Variables"] == {
+        "TABLE_NAME": names.table,
+        "BUCKET_NAME": names.bucket,
+    }
     assert save["MemorySize"] == 1024 and save["Timeout"] == 60
     assert save["Role"] == names.role_arn(names.save_role)
     invoke_config = lam.get_function_event_invoke_config(FunctionName=names.save_function)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 from typer.testing import CliRunner
 
 from imgcli.cli import app
+from imgcli.infra.state import StackState, state_path
+from imgcli.output import Streams
 
 runner = CliRunner()
 
@@ -72,3 +75,45 @@ def test_destroy_with_target_reaches_a_stack_whose_record_is_lost(moto_aws: None
     destroyed = imgcli("destroy", "--target", "aws", "--yes")
     assert destroyed.exit_code == 0, destroyed.stderr
     assert "[14/14]" in destroyed.stderr
+
+
+def test_config_takes_json_after_the_command() -> None:
+    result = imgcli("config", "--json")
+    assert result.exit_code == 0, result.stderr
+    settings = json.loads(result.stdout)
+    assert settings["stack"] == {"value": "c1", "source": "flag --stack"}
+    assert settings["target"]["value"] == "local"
+
+
+def test_destroy_asks_first_and_enter_keeps_the_stack(moto_aws: None) -> None:
+    """The prompt's default is no: Enter keeps everything (it used to be refused, and the
+    next line's answer taken instead)."""
+    assert imgcli("bootstrap", "--target", "aws").exit_code == 0
+    stdout, stderr = io.StringIO(), io.StringIO()
+    terminal = Streams(io.StringIO("\ny\n"), stdout, stderr, stdin_isatty=True)
+    result = runner.invoke(app, ["--stack", "c1", "destroy"], obj=terminal)
+    assert result.exit_code == 0, stderr.getvalue()
+    assert "Delete 14 resources of stack 'c1'?" in stderr.getvalue()
+    assert "nothing was changed" in stderr.getvalue()
+    assert imgcli("stack").exit_code == 0
+
+
+def test_a_stack_whose_resources_are_gone_says_so_until_bootstrapped_again(
+    moto_aws: None,
+) -> None:
+    """What ``imgcli local reset`` leaves (test_commands_local.py), on any target."""
+    assert imgcli("bootstrap", "--target", "aws").exit_code == 0
+    record = StackState.load(state_path("c1"))
+    assert record is not None
+    record.mark_gone("its resources were discarded")
+
+    gone = imgcli("stack")
+    assert gone.exit_code == 3
+    assert "stack 'c1' no longer exists: its resources were discarded" in gone.stderr
+    assert "imgcli --stack c1 bootstrap" in gone.stderr
+
+    again = imgcli("bootstrap", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["complete"] is True
+    assert imgcli("stack").exit_code == 0
+    assert StackState.load(state_path("c1")).gone is None  # type: ignore[union-attr]

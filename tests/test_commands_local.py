@@ -3,6 +3,7 @@ other AWS tools get it with ``eval "$(imgcli local env)"``."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import stat
@@ -12,9 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from imgcli.cli import build_app
+from imgcli.errors import ExitCode
+from imgcli.infra.state import StackState, state_path
 from imgcli.localcloud import health, process
 from imgcli.localcloud.secret import SECRET_FILE, load_or_create, local_cloud_dir
+from imgcli.output import Streams
+from tests.images import image_bytes
 from tests.localstack import (
     KEY,
     REPO,
@@ -202,3 +209,69 @@ def test_a_tampered_snapshot_is_set_aside_and_named_by_status(tmp_path: Path) ->
         assert "did not restore" in run_imgcli(env, "local", "status").stderr
         assert list(snapshot.parent.glob("state.pickle.rejected-*"))
         assert s3.list_buckets()["Buckets"] == []  # never loaded
+
+
+# --json everywhere, reset's records and its prompt ----------------------------------------
+
+
+def test_start_and_stop_take_json(tmp_path: Path) -> None:
+    with local_cloud_env(tmp_path, "json-start") as env:
+        started = run_imgcli(env, "local", "start", "--json")
+        assert started.returncode == 0, started.stderr
+        fields = json.loads(started.stdout)
+        assert fields["running"] is True
+        assert fields["endpoint"] == f"http://127.0.0.1:{env['IMGCLI_LOCAL_PORT']}"
+        stopped = run_imgcli(env, "local", "stop", "--json")
+        assert stopped.returncode == 0, stopped.stderr
+        assert json.loads(stopped.stdout) == {
+            "stopped": True,
+            "port": int(env["IMGCLI_LOCAL_PORT"]),
+        }
+
+
+def test_after_reset_local_stacks_must_be_bootstrapped_again_and_say_so(tmp_path: Path) -> None:
+    """The records of local stacks said "complete" after a reset, so upload and delete
+    failed on a bare NoSuchBucket. (That bootstrap clears the mark: test_cli_stack.py.)"""
+    with local_cloud_env(tmp_path, "gone") as env:
+        photo = tmp_path / "photo.jpg"
+        photo.write_bytes(image_bytes("JPEG"))
+        records = {
+            name: StackState(
+                path=state_path(name, env),
+                stack=name,
+                target=target,
+                complete=True,
+                outputs={"bucket": f"imgcli-{name}-bucket", "table": f"imgcli-{name}-images"},
+            )
+            for name, target in (("gone", "local"), ("also-gone", "local"), ("on-aws", "aws"))
+        }
+        for record in records.values():
+            record.save()
+
+        reset = run_imgcli(env, "local", "reset", "--yes", "--json")
+        assert reset.returncode == 0, reset.stderr
+        assert json.loads(reset.stdout) == {"reset": True, "stacks_gone": ["also-gone", "gone"]}
+        assert "bootstrap" in reset.stderr
+
+        described = run_imgcli(env, "stack")
+        assert described.returncode == ExitCode.NO_STACK, described.stderr
+        assert "stack 'gone' no longer exists: the local cloud was reset" in described.stderr
+        assert "bootstrap" in described.stderr
+        # Not a bare NoSuchBucket (exit 5) from a bucket that is no more.
+        uploaded = run_imgcli(env, "upload", str(photo))
+        assert uploaded.returncode == ExitCode.NO_STACK, uploaded.stderr
+        assert "bootstrap" in uploaded.stderr
+        assert StackState.load(state_path("on-aws", env)) == records["on-aws"]  # not local
+
+
+def test_reset_asks_first_and_enter_keeps_everything(tmp_path: Path) -> None:
+    """The prompt's default is no: Enter discards nothing (it used to be refused, and the
+    next line's answer taken instead)."""
+    env = cloud_environment(tmp_path, "asked")
+    key = load_or_create(local_cloud_dir(env))
+    stdout, stderr = io.StringIO(), io.StringIO()
+    terminal = Streams(io.StringIO("\ny\n"), stdout, stderr, stdin_isatty=True)
+    result = CliRunner().invoke(build_app(), ["local", "reset", "--json"], env=env, obj=terminal)
+    assert result.exit_code == 0, stderr.getvalue()
+    assert json.loads(stdout.getvalue()) == {"reset": False, "stacks_gone": []}
+    assert load_or_create(local_cloud_dir(env)) == key  # nothing discarded

@@ -4,6 +4,7 @@ with every sleep recorded instead of slept."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -405,29 +406,108 @@ def test_code_already_deployed_is_not_uploaded_again(
     FunctionHandler(client, sleep=sleeps).update(SAVE, "architecture", {})
 
 
-def test_permission_conflict_replaces_the_statement(lambda_stub: tuple[Any, Stubber]) -> None:
-    client, stubber = lambda_stub
-    permission = desired(Kind.PERMISSION)[0]
-    add = {
-        "FunctionName": SAVE.name,
-        "StatementId": "s3-invoke",
+PERMISSION = desired(Kind.PERMISSION)[0]
+ADD_PERMISSION = {
+    "FunctionName": SAVE.name,
+    "StatementId": "s3-invoke",
+    "Action": "lambda:InvokeFunction",
+    "Principal": "s3.amazonaws.com",
+    "SourceArn": NAMES.bucket_arn,
+    "SourceAccount": NAMES.account,
+}
+REMOVE_PERMISSION = {"FunctionName": SAVE.name, "StatementId": "s3-invoke"}
+
+
+def statement(source_arn: str = NAMES.bucket_arn) -> dict[str, Any]:
+    """The S3 permission as Lambda's GetPolicy shows it."""
+    return {
+        "Sid": "s3-invoke",
+        "Effect": "Allow",
+        "Principal": {"Service": "s3.amazonaws.com"},
         "Action": "lambda:InvokeFunction",
-        "Principal": "s3.amazonaws.com",
-        "SourceArn": NAMES.bucket_arn,
-        "SourceAccount": NAMES.account,
+        "Resource": FUNCTION_ARN,
+        "Condition": {
+            "StringEquals": {"AWS:SourceAccount": NAMES.account},
+            "ArnLike": {"AWS:SourceArn": source_arn},
+        },
     }
+
+
+def expect_add_conflict(stubber: Stubber) -> None:
     stubber.add_client_error(
         "add_permission",
         "ResourceConflictException",
-        "The statement id exists",
+        "The statement id (s3-invoke) provided already exists.",
         409,
-        expected_params=add,
+        expected_params=ADD_PERMISSION,
     )
-    stubber.add_response(
-        "remove_permission", {}, {"FunctionName": SAVE.name, "StatementId": "s3-invoke"}
-    )
-    stubber.add_response("add_permission", {"Statement": "{}"}, add)
-    assert PermissionHandler(client).create(permission, {}) == {}
+
+
+def expect_policy(stubber: Stubber, *statements: dict[str, Any]) -> None:
+    policy = {"Version": "2012-10-17", "Id": "default", "Statement": list(statements)}
+    stubber.add_response("get_policy", {"Policy": json.dumps(policy)}, {"FunctionName": SAVE.name})
+
+
+def test_a_sid_taken_by_an_older_statement_is_replaced(
+    lambda_stub: tuple[Any, Stubber], sleeps: Sleeps
+) -> None:
+    client, stubber = lambda_stub
+    expect_add_conflict(stubber)
+    expect_policy(stubber, statement(source_arn="arn:aws:s3:::an-older-bucket"))
+    stubber.add_response("remove_permission", {}, REMOVE_PERMISSION)
+    stubber.add_response("add_permission", {"Statement": "{}"}, ADD_PERMISSION)
+    assert PermissionHandler(client, sleep=sleeps).create(PERMISSION, {}) == {}
+    assert sleeps == []
+
+
+def test_a_sid_another_run_just_filled_with_this_statement_is_left_alone(
+    lambda_stub: tuple[Any, Stubber], sleeps: Sleeps
+) -> None:
+    """Two bootstraps at once: the second's add conflicts with the first's identical
+    statement. Removing it and adding again would open a window without it (and a third
+    run's add in that window would conflict again): nothing more to do."""
+    client, stubber = lambda_stub
+    expect_add_conflict(stubber)
+    expect_policy(stubber, statement())
+    PermissionHandler(client, sleep=sleeps).create(PERMISSION, {})  # no remove, no 2nd add
+
+
+def test_a_replacement_raced_by_another_run_ends_with_its_one_statement(
+    lambda_stub: tuple[Any, Stubber], sleeps: Sleeps
+) -> None:
+    """An update removes the old statement, and another run's add of the new one gets in
+    before ours: our add conflicts, and the statement there is the one wanted."""
+    client, stubber = lambda_stub
+    stubber.add_response("remove_permission", {}, REMOVE_PERMISSION)
+    expect_add_conflict(stubber)
+    expect_policy(stubber, statement())
+    PermissionHandler(client, sleep=sleeps).update(PERMISSION, "source_arn", {})
+
+
+def test_a_conflict_with_no_statement_there_is_tried_again_after_a_pause(
+    lambda_stub: tuple[Any, Stubber], sleeps: Sleeps
+) -> None:
+    """ResourceConflictException also means "an update of the function is in progress"."""
+    client, stubber = lambda_stub
+    expect_add_conflict(stubber)
+    expect_policy(stubber)  # no statement with the Sid
+    stubber.add_response("add_permission", {"Statement": "{}"}, ADD_PERMISSION)
+    PermissionHandler(client, sleep=sleeps).create(PERMISSION, {})
+    assert sleeps == [1]
+
+
+def test_a_conflict_that_never_settles_is_bounded(
+    lambda_stub: tuple[Any, Stubber], sleeps: Sleeps
+) -> None:
+    client, stubber = lambda_stub
+    patience = Patience(delay_s=1, total_s=2)
+    for _ in range(3):
+        expect_add_conflict(stubber)
+        expect_policy(stubber)
+    handler = PermissionHandler(client, sleep=sleeps, patience=patience)
+    with pytest.raises(InfraError, match="stays in conflict after 2 s"):
+        handler.create(PERMISSION, {})
+    assert sleeps == [1, 1]
 
 
 def test_tag_removal_touches_only_our_tags(lambda_stub: tuple[Any, Stubber]) -> None:

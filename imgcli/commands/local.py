@@ -4,11 +4,20 @@ The work is ``imgcli.localcloud.process`` (start, stop, find and reset the one b
 process on 127.0.0.1); these commands resolve the port (``--port``, then the stack's
 settings) and show its status. ``env`` prints the variables that point other AWS tools at
 it, with the owner's key: shell-quoted ``export`` lines for ``eval``, or a JSON object.
+Every one of them takes ``--json``: ``start`` and ``status`` print the status object,
+``stop`` and ``reset`` an object saying what they did.
+
+``reset`` discards every local stack's resources with the local cloud, so it also marks
+those stacks' bootstrap records as gone (``imgcli.infra.deploy.forgetting_local_stacks``,
+under each stack's lock, after waiting for a bootstrap that is running): ``imgcli stack``
+and the other commands then say the stack must be bootstrapped again, instead of failing
+on a bucket that no longer exists.
 """
 
 from __future__ import annotations
 
 import shlex
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
@@ -17,7 +26,6 @@ from imgcli.commands.frame import (
     JsonFlag,
     YesFlag,
     command_invocation,
-    invocation,
     reports_failures,
 )
 from imgcli.invocation import Invocation
@@ -49,14 +57,14 @@ def _local_port(run: Invocation, port: int | None) -> int:
 
 @local_app.command("start")
 @reports_failures
-def local_start(ctx: typer.Context, port: PortOption = None) -> None:
+def local_start(ctx: typer.Context, port: PortOption = None, json_output: JsonFlag = False) -> None:
     """Start the local cloud in the background; harmless if it already runs.
 
     Example: imgcli local start --port 4599
     """
     from imgcli.localcloud import process
 
-    run = invocation(ctx)
+    run = command_invocation(ctx, json_output)
     status, started = process.start(_local_port(run, port), run.environ)
     run.output.info(
         f"{'started' if started else 'already running:'} the local cloud on {status.endpoint}"
@@ -66,16 +74,19 @@ def local_start(ctx: typer.Context, port: PortOption = None) -> None:
 
 @local_app.command("stop")
 @reports_failures
-def local_stop(ctx: typer.Context, port: PortOption = None) -> None:
+def local_stop(ctx: typer.Context, port: PortOption = None, json_output: JsonFlag = False) -> None:
     """Stop the local cloud, saving its state.
 
     Example: imgcli local stop
     """
     from imgcli.localcloud import process
 
-    run = invocation(ctx)
-    stopped = process.stop(_local_port(run, port), run.environ)
+    run = command_invocation(ctx, json_output)
+    local_port = _local_port(run, port)
+    stopped = process.stop(local_port, run.environ)
     run.output.info("stopped the local cloud" if stopped else "the local cloud was not running")
+    if run.output.json_mode:
+        run.output.document({"stopped": stopped, "port": local_port}, columns=(), rows=())
 
 
 @local_app.command("status")
@@ -133,22 +144,41 @@ def local_reset(
     ctx: typer.Context,
     port: PortOption = None,
     yes: YesFlag = False,
+    json_output: JsonFlag = False,
 ) -> None:
     """Stop the local cloud and discard everything in it: buckets, tables, functions, and
-    its key pair (a new one is made at the next start).
+    its key pair (a new one is made at the next start). Every local stack must then be
+    bootstrapped again; their records say so.
 
     Example: imgcli local reset --yes
     """
     from imgcli.config import resolve_stack
+    from imgcli.infra import deploy
     from imgcli.localcloud import process
 
-    run = invocation(ctx)
+    run = command_invocation(ctx, json_output)
     if port is None:
         # Not run.settings: they need the local cloud's key, which may be what is broken.
         port = resolve_stack(run.flags, run.environ, local_key=False).local_port
-    if run.output.confirm("Discard every bucket, table and function of the local cloud?", yes=yes):
+    question = "Discard every bucket, table and function of the local cloud?"
+    if not run.output.confirm(question, yes=yes):
+        if run.output.json_mode:
+            run.output.document({"reset": False, "stacks_gone": []}, columns=(), rows=())
+        return
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    with deploy.forgetting_local_stacks(
+        f"the local cloud was reset (imgcli local reset, {when})",
+        on_wait=lambda holder: run.output.info(f"waiting for {holder.describe()}..."),
+        environ=run.environ,
+    ) as stacks:
         process.reset(port, run.environ)
-        run.output.info("the local cloud's state is gone")
+    run.output.info("the local cloud's state is gone")
+    if stacks:
+        run.output.info(
+            f"local stacks to bootstrap again: {', '.join(stacks)} (imgcli --stack NAME bootstrap)"
+        )
+    if run.output.json_mode:
+        run.output.document({"reset": True, "stacks_gone": stacks}, columns=(), rows=())
 
 
 def _show_local_status(run: Invocation, status: LocalCloudStatus) -> None:

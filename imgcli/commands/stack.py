@@ -4,6 +4,11 @@
 stack layer (``imgcli.infra.deploy``), showing its plan on stderr and each step as it runs;
 ``stack`` prints bootstrap's record. ``imgcli.infra`` is imported inside the commands, so
 ``imgcli --help`` does not pay for it.
+
+A bootstrap or destroy of a stack that another one is changing waits for it, saying so on
+stderr (the stack's lock, ``imgcli.infra.lock``), as apt and dpkg wait for theirs: the
+second run then plans from what the first left. ``--no-wait`` refuses instead (exit 2),
+for scripts that would rather fail than queue.
 """
 
 from __future__ import annotations
@@ -18,23 +23,32 @@ from imgcli.commands.frame import (
     JsonFlag,
     YesFlag,
     command_invocation,
-    invocation,
     reports_failures,
 )
 from imgcli.invocation import Invocation
 
 if TYPE_CHECKING:
     from imgcli.infra.deploy import StackDescription
+    from imgcli.infra.lock import LockHolder
     from imgcli.infra.plan import Plan, Step
+
+NoWaitFlag = Annotated[
+    bool,
+    typer.Option(
+        "--no-wait",
+        help="If another bootstrap or destroy of the stack is running, fail (exit 2) "
+        "instead of waiting for it.",
+    ),
+]
 
 
 @reports_failures
-def show_config(ctx: typer.Context) -> None:
+def show_config(ctx: typer.Context, json_output: JsonFlag = False) -> None:
     """Show the selected stack's settings and where each comes from. No AWS calls.
 
-    Example: imgcli --stack prod --json config
+    Example: imgcli --stack prod config --json
     """
-    run = invocation(ctx)
+    run = command_invocation(ctx, json_output)
     settings = run.settings
     if settings.known_stacks and not settings.in_config_file:
         run.output.warning(
@@ -81,11 +95,13 @@ def bootstrap_stack(
     ] = None,
     dry_run: DryRunFlag = False,
     json_output: JsonFlag = False,
+    no_wait: NoWaitFlag = False,
 ) -> None:
     """Create the stack, or bring it up to date: bucket, table, roles, functions, API.
 
     Safe to run again: it plans from what exists, changes only what differs, and resumes
-    a bootstrap that failed half way.
+    a bootstrap that failed half way. If another bootstrap or destroy of the stack is
+    running, it waits for that one (or fails, with --no-wait).
 
     Example: imgcli --stack demo bootstrap --target aws --dry-run
     """
@@ -105,6 +121,8 @@ def bootstrap_stack(
         dry_run=dry_run,
         on_plan=lambda plan: _show_plan(run, plan, "bootstrap"),
         on_step=lambda step, number, total: _show_step(run, step, number, total),
+        wait=not no_wait,
+        on_wait=lambda holder: _show_wait(run, holder),
     )
     if dry_run:
         if run.output.json_mode:  # people read the plan on stderr already
@@ -127,11 +145,13 @@ def destroy_stack(
     ] = False,
     dry_run: DryRunFlag = False,
     json_output: JsonFlag = False,
+    no_wait: NoWaitFlag = False,
 ) -> None:
     """Remove the stack: everything bootstrap created. Safe to run again.
 
     A bucket that still holds images is kept (and nothing is removed) unless
-    --delete-images is given.
+    --delete-images is given. Waits for another bootstrap or destroy of the stack that is
+    running (or fails, with --no-wait).
 
     Example: imgcli --stack demo destroy --yes --delete-images
     """
@@ -158,6 +178,8 @@ def destroy_stack(
         confirm=confirm,
         on_plan=lambda plan: _show_plan(run, plan, "destroy"),
         on_step=lambda step, number, total: _show_step(run, step, number, total),
+        wait=not no_wait,
+        on_wait=lambda holder: _show_wait(run, holder),
     )
     for note in outcome.notes:
         run.output.warning(note)
@@ -211,6 +233,10 @@ def _plan_document(run: Invocation, plan: Plan) -> None:
         rows=[(step.action, step.description) for step in plan.steps],
         title=f"plan for stack {run.settings.name}",
     )
+
+
+def _show_wait(run: Invocation, holder: LockHolder) -> None:
+    run.output.info(f"waiting for {holder.describe()}...")
 
 
 def _show_step(run: Invocation, step: Step, number: int, total: int) -> None:

@@ -13,7 +13,14 @@ output:
   instead (path, key, status, reason, bytes, seconds, content_type, etag, replaced), then
   ``{"summary": {...}}``, the shape ``delete --json`` uses.
 * People get a one-line summary on stderr; ``--dry-run`` also prints a table of what would
-  happen to each file on stdout.
+  happen to each file on stdout. Once the upload has started, every run ends with its
+  summary, also when an error stops it (the bucket gone, credentials refused, the network
+  down, Ctrl-C, a failure while waiting): the summary then says what was sent before, with
+  the error (``"error": {"message", "exit_code"}`` in JSON), and the exit code stays the
+  error's.
+* ``--prefix`` names keys to come, so it must be a key S3 and a terminal can take (valid
+  UTF-8, no control characters, at most 1,024 bytes: ``imgcli.keys.checked_new_key``); it
+  is checked before anything is read or sent.
 * ``--wait`` then polls the API (``imgcli.gallery_api``) until it lists every uploaded key
   with the ETag just uploaded, so after an overwrite it waits for the new details.
 
@@ -36,7 +43,7 @@ import typer
 from typer.core import TyperCommand
 
 from imgcli.commands.frame import JsonFlag, command_invocation, reports_failures
-from imgcli.errors import ExitCode, Failure, PartialFailure, RemoteError
+from imgcli.errors import ExitCode, Failure, PartialFailure, RemoteError, describe_failure
 from imgcli.invocation import Invocation
 from imgcli.output import human_size, plural
 
@@ -193,11 +200,14 @@ def upload_images(
 
     Example: imgcli upload ~/Pictures/trip --recursive --prefix trips/2024/ --wait
     """
+    from imgcli.keys import checked_new_key
     from imgcli.upload import Uploader
+    from imgcli.upload_transfer import UploadStopped
     from imgcli.upload_types import UploadConfig, UploadInterrupted
     from imgcli.upload_walk import Selection, check_paths
 
     run = command_invocation(ctx, json_output)
+    checked_new_key(prefix, "--prefix")  # a usage error before any file is read or sent
     selection = Selection(
         tuple(paths),
         prefix=prefix,
@@ -218,15 +228,21 @@ def upload_images(
             summary = Uploader(client, bucket, config).upload(
                 selection, overwrite=overwrite, dry_run=dry_run, listener=reporter
             )
-    except UploadInterrupted as stopped:
-        _show_summary(run, reporter, stopped.summary, None)
+    except UploadInterrupted as interrupted:
+        _show_summary(run, reporter, interrupted.summary, None)
         raise
+    except UploadStopped as stopped:
+        _show_summary(run, reporter, stopped.summary, None, error=stopped.cause)
+        raise stopped.cause from None  # its own exit code and message
     waited = None
     if reporter.uploaded:
         try:
             waited = _wait_for_index(run, reporter.uploaded, wait_timeout)
         except KeyboardInterrupt:
             _show_summary(run, reporter, summary, None)
+            raise
+        except Exception as failed:
+            _show_summary(run, reporter, summary, None, error=failed)
             raise
     _show_summary(run, reporter, summary, waited)
     if waited is not None and waited.pending:
@@ -349,13 +365,23 @@ def _wait_for_index(run: Invocation, uploaded: Mapping[str, str], timeout_s: flo
 
 
 def _show_summary(
-    run: Invocation, reporter: _Reporter, summary: UploadSummary, waited: IndexWait | None
+    run: Invocation,
+    reporter: _Reporter,
+    summary: UploadSummary,
+    waited: IndexWait | None,
+    *,
+    error: Exception | None = None,
 ) -> None:
+    """The summary every run ends with; ``error`` is what stopped it, if anything but
+    Ctrl-C did (it is reported on its own line afterwards, by the command's frame)."""
     data = summary.as_json()
     if waited is not None:
         data.update(
             listed=waited.listed, invalid=len(waited.invalid), not_listed=len(waited.pending)
         )
+    if error is not None:
+        failure = describe_failure(error)
+        data["error"] = {"message": failure.message, "exit_code": int(failure.exit_code)}
     if run.output.json_mode:
         run.output.document({"summary": data}, columns=(), rows=())
         return
@@ -363,11 +389,14 @@ def _show_summary(
         run.output.records(
             reporter.rows, columns=("path", "key", "status", "reason"), title="dry run"
         )
-    run.output.info(summary_line(summary, waited))
+    run.output.info(summary_line(summary, waited, stopped=error is not None))
 
 
-def summary_line(summary: UploadSummary, waited: IndexWait | None = None) -> str:
-    """The summary people read: what was sent, how fast, and what was not."""
+def summary_line(
+    summary: UploadSummary, waited: IndexWait | None = None, *, stopped: bool = False
+) -> str:
+    """The summary people read: what was sent, how fast, and what was not; ``stopped``
+    when an error (reported next) cut the run short."""
     others = [
         f"{count} {what}"
         for count, what in (
@@ -386,6 +415,9 @@ def summary_line(summary: UploadSummary, waited: IndexWait | None = None) -> str
             f"interrupted: {plural(summary.uploaded, 'file')} uploaded before Ctrl-C{rest}; "
             "multipart uploads in progress were aborted"
         )
+    if stopped:
+        sent = f"{plural(summary.uploaded, 'file')} ({human_size(summary.bytes_sent)})"
+        return f"stopped by an error: {sent} uploaded before it{rest}"
     if not summary.uploaded:
         return "nothing to upload: " + (", ".join(others) if others else "no files found")
     seconds = max(summary.seconds, 1e-3)
