@@ -56,7 +56,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.exceptions import NoCredentialsError
 from urllib3.exceptions import HTTPError, ProtocolError
 
-from imgcli.errors import AuthError, NetworkError, RemoteError, UsageError
+from imgcli.errors import AuthError, NetworkError, NoStackError, RemoteError, UsageError
 
 if TYPE_CHECKING:
     from imgcli.invocation import Invocation
@@ -144,6 +144,7 @@ class GalleryApi:
         self._sleep = sleep
         self._max_attempts = max_attempts
         self._what = f"the API of stack '{stack}'" if stack else "the stack's API"
+        self._bootstrap = f"imgcli --stack {stack} bootstrap" if stack else "imgcli bootstrap"
 
     def list_images(
         self,
@@ -284,9 +285,10 @@ class GalleryApi:
                 "on its API (imgcli config shows the profile and region in use)",
             )
         if reply.status == 404 and code != "not_found":
-            raise RemoteError(
-                f"{self._what} has no such route: GET {_path_of(url)} answered 404 ({message})",
-                hint="the recorded api_url may be stale: run 'imgcli bootstrap' again",
+            # The gateway's own 404, not the function's: the API or its route is gone.
+            raise NoStackError(
+                f"{self._what} is gone: GET {_path_of(url)} answered 404 ({message})",
+                hint=f"run '{self._bootstrap}' to create it again",
             )
         raise RemoteError(f"{self._what} answered {reply.status} to GET {_path_of(url)}: {message}")
 

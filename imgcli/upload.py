@@ -19,9 +19,10 @@ thread (the *dispatcher*) starts transfers, collects their outcomes and calls th
 listener, so every listener call, and a Ctrl-C, arrives on the caller's thread; worker
 threads only send. Each file is checked before it is queued, so a bad file is never
 sent, and the checks overlap the transfers of earlier files instead of delaying the
-first one. Memory is bounded for any number of files: the walk is a generator holding one sorted folder listing per level, at most
-``UploadConfig.lookahead`` decided files wait for a transfer, two pages of the bucket
-listing are held, and file contents are streamed, never read whole.
+first one. Memory is bounded for any number of files: the walk is a generator holding
+one sorted folder listing per level, at most ``UploadConfig.lookahead`` decided files
+wait for a transfer, two pages of the bucket listing are held, and file contents are
+streamed, never read whole.
 """
 
 from __future__ import annotations

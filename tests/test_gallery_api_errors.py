@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from imgcli.errors import NetworkError, RemoteError
+from imgcli.errors import ExitCode, NetworkError, NoStackError, RemoteError
 from imgcli.gallery_api import GalleryApi
 from tests.gallery_api_harness import (
     LocalApi,
@@ -82,10 +82,11 @@ def test_a_wrong_api_url_is_not_mistaken_for_a_missing_image(
 ) -> None:
     api = gallery(local_api.url.rsplit("/", 1)[0] + "/nosuchapi", sleeps)
 
-    with pytest.raises(RemoteError) as failed:
+    with pytest.raises(NoStackError) as failed:
         api.get_image("stream/1.jpg")
 
-    assert "no such route" in failed.value.message
+    assert "is gone" in failed.value.message and "404" in failed.value.message
+    assert failed.value.exit_code == ExitCode.NO_STACK
     assert failed.value.hint is not None and "bootstrap" in failed.value.hint
 
 

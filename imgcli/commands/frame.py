@@ -20,8 +20,9 @@
   command wins, as a repeated option does anywhere in Click: the last one given. A command
   that declares an option of the same name keeps its own (``--json`` where a command
   takes it: it means the same).
-- Flags show no value type in help (Typer writes ``<bool>`` for an option that takes no
-  value): ``ImgcliCommand`` and ``ImgcliGroup`` blank a flag's metavar.
+- Help shows no Python types (Typer writes ``<bool>`` for an option that takes no value,
+  ``<str>`` for a text value): ``ImgcliCommand`` and ``ImgcliGroup`` blank a flag's
+  metavar and name every other value after its parameter (``PREFIX``, ``KEY...``).
 """
 
 from __future__ import annotations
@@ -198,9 +199,24 @@ def _global_options_for(params: Iterable[Any]) -> list[Any]:
 
 def _without_flag_types(params: list[Any]) -> list[Any]:
     for param in params:
-        if getattr(param, "is_flag", False) and param.metavar is None:
+        if getattr(param, "param_type_name", "") == "argument":
+            # The name column already says KEY or PATH...; the type column would add
+            # Python's "<list[str]>".
+            param.display_type_rich = _no_type
+            continue
+        if param.metavar is not None:
+            continue
+        if getattr(param, "is_flag", False):
             param.metavar = ""  # Typer would show "<bool>" for a flag, which takes no value
+        elif param.name and not getattr(param.type_descriptor, "is_choice", False):
+            # Typer shows Python's types ("<str>", "<float range>"); people read what the
+            # value is, as the AWS CLI and Git write it: PREFIX, REGION.
+            param.metavar = param.name.upper()
     return params
+
+
+def _no_type(ctx: Any) -> None:
+    return None
 
 
 class ImgcliCommand(TyperCommand):

@@ -43,7 +43,7 @@ import typer
 from typer.core import TyperCommand
 
 from imgcli.commands.frame import JsonFlag, command_invocation, reports_failures
-from imgcli.errors import ExitCode, Failure, PartialFailure, RemoteError, describe_failure
+from imgcli.errors import ExitCode, Failure, PartialFailure, RemoteError
 from imgcli.invocation import Invocation
 from imgcli.output import human_size, plural
 
@@ -380,7 +380,7 @@ def _show_summary(
             listed=waited.listed, invalid=len(waited.invalid), not_listed=len(waited.pending)
         )
     if error is not None:
-        failure = describe_failure(error)
+        failure = run.describe_failure(error)
         data["error"] = {"message": failure.message, "exit_code": int(failure.exit_code)}
     if run.output.json_mode:
         run.output.document({"summary": data}, columns=(), rows=())
