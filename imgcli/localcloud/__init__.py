@@ -21,6 +21,8 @@ moto (pinned exactly) serves the AWS APIs; this package adds what moto lacks:
   and ``snapshot_pickling``), all authenticated with the owner's secret;
 - privacy: the owner's key pair and a private data dir (``secret``), a health check that
   proves the secret (``health``), an allow-listed server environment (``server_env``);
+- AWS's answers where moto differs: keys with control characters taken and listed as S3
+  does (``moto_s3_keys``), a taken Lambda statement id refused (``moto_lambda_policy``);
 - a faster path through two of moto's hot spots (``moto_speedups``).
 
 ``server`` composes them into one process; ``process`` starts, stops and finds that

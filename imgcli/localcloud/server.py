@@ -109,6 +109,7 @@ class LocalCloud:
             health,
             moto_lambda,
             moto_lambda_policy,
+            moto_s3_keys,
             moto_speedups,
             s3_events,
             secret,
@@ -193,6 +194,7 @@ class LocalCloud:
 
         self._uninstall_speedups = moto_speedups.install()
         moto_lambda_policy.install()  # for the process's life: replays obey it too
+        moto_s3_keys.install()  # every key S3 takes, before moto builds its S3 routes
         aws: WsgiApp = moto_speedups.CachingDispatcher(create_backend_app)
         self.durable.recover(aws, {DESTINATION_CALL: send_to_destination})
         api = execute_api.ExecuteApi(
