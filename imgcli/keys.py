@@ -43,7 +43,7 @@ def checked_new_key(key: str, what: str = "the key") -> str:
     """``key`` if it may name a new object (or a prefix), else ``UsageError``."""
     problem = key_problem(key)
     if problem is not None:
-        raise UsageError(f"{what} {_quoted(key)} {problem}", hint=_hint(problem))
+        raise UsageError(f"{what} {_quoted(key)} {problem}", hint=_hint(problem, what))
     return key
 
 
@@ -51,7 +51,7 @@ def checked_existing_key(key: str, what: str = "the key") -> str:
     """``key`` if an object could have it (control characters allowed), else ``UsageError``."""
     problem = key_problem(key, allow_control=True)
     if problem is not None:
-        raise UsageError(f"{what} {_quoted(key)} {problem}", hint=_hint(problem))
+        raise UsageError(f"{what} {_quoted(key)} {problem}", hint=_hint(problem, what))
     return key
 
 
@@ -62,8 +62,10 @@ def _quoted(key: str) -> str:
     return f"'{shown}'"
 
 
-def _hint(problem: str) -> str | None:
+def _hint(problem: str, what: str) -> str | None:
     if problem.startswith("holds control"):
+        if what.startswith("--"):
+            return f"give {what} without control characters (tabs and newlines included)"
         return "keys with control characters are hard to show and type; rename the file"
     if problem.startswith("is not valid UTF-8"):
         return "S3 keys are UTF-8; check the terminal's or file system's encoding"

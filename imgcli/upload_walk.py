@@ -112,7 +112,13 @@ def find_roots(selection: Selection) -> list[Root]:
                 )
             roots.append(Root(path, shown, True, selection.prefix))
         else:
-            roots.append(Root(path, shown, False, selection.prefix + path.name))
+            key = selection.prefix + path.name
+            problem = key_problem(key)
+            if problem is not None:
+                # Named on the command line, it is a new key asked for: a usage error, as
+                # --prefix is. Found in a folder's walk, the same file is refused on its own.
+                raise UsageError(f"{shown}: its key {problem}", hint=_key_hint(problem))
+            roots.append(Root(path, shown, False, key))
     return roots
 
 
@@ -185,6 +191,10 @@ def _folder_problem(root: Root, prefix: str, path: Path, relative: str, reason: 
     return Candidate(prefix + relative, None, path, shown, relative, reason)
 
 
+def _key_hint(problem: str) -> str:
+    return "shorten its path or the prefix" if problem.endswith(")") else "rename the file"
+
+
 def _os_reason(exc: OSError, path: Path) -> str:
     if isinstance(exc, FileNotFoundError):
         if path.is_symlink():
@@ -208,8 +218,7 @@ def check_file(
     if problem is not None:
         # Refused per file, before any request: a newline in a key used to fail as
         # "PutObject failed (404)", and an ESC would reach every terminal that lists it.
-        fix = "shorten its path or the prefix" if problem.endswith(")") else "rename the file"
-        return f"its key {problem}: {fix}"
+        return f"its key {problem}: {_key_hint(problem)}"
     try:
         info = path.stat()
     except OSError as exc:

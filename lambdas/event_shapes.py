@@ -199,6 +199,10 @@ def _decoded(body: Any, envelope: str, message_id: str, depth: int) -> Iterator[
     except ValueError as exc:
         yield _malformed(envelope, message_id, f"its body is not JSON ({exc})")
         return
+    except RecursionError:
+        # json nests by recursion: '[' x 200,000 would otherwise fail every retry.
+        yield _malformed(envelope, message_id, "its body is JSON nested too deep to read")
+        return
     for unit in _read(payload, envelope, message_id, depth):
         if isinstance(unit, Unapplied) and unit.shape == "unrecognised event":
             yield _malformed(envelope, message_id, f"its body is {unit.fields.get('problem')}")

@@ -91,7 +91,9 @@ def test_shape_fields_say_what_was_let_go() -> None:
 
 
 @pytest.mark.parametrize(
-    "body", ["not json {", "[1, 2]", '"a string"', '{"hello": "world"}', "null"]
+    "body",
+    ["not json {", "[1, 2]", '"a string"', '{"hello": "world"}', "null", "[" * 200_000],
+    ids=["not-json", "array", "string", "object", "null", "nested-too-deep"],
 )
 def test_a_malformed_sqs_body_is_one_unit_naming_the_message(body: str) -> None:
     batch = load_event("s3_sqs_put")

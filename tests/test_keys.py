@@ -22,6 +22,8 @@ def test_control_characters_refuse_a_new_key_but_name_an_existing_one(key: str) 
     assert "--prefix" in raised.value.message
     assert "holds control characters" in raised.value.message
     assert not any(ord(ch) < 0x20 or ch == "\u202e" for ch in raised.value.message)
+    assert raised.value.hint is not None and "--prefix" in raised.value.hint
+    assert "file" not in raised.value.hint  # no file is involved in a prefix
     assert checked_existing_key(key) == key
 
 

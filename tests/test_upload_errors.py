@@ -71,6 +71,20 @@ def test_a_prefix_no_key_may_have_is_a_usage_error_before_any_request(
     assert "\x1b" not in result.stderr and "\udce9" not in result.stderr  # shown escaped
 
 
+@pytest.mark.parametrize("name", ["new\nline.jpg", "esc\x1b[2J.jpg"])
+def test_a_file_named_on_the_command_line_with_control_characters_is_a_usage_error(
+    unreachable_stack: str, tmp_path: Path, name: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(image_bytes("JPEG"))
+    result = upload_command(str(path))
+    # Its key would be a new key with control characters; in a folder's walk the same
+    # file is refused on its own (exit 1) and the others go.
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    assert "its key holds control characters" in result.stderr
+    assert "\x1b" not in result.stderr  # shown escaped, never raw
+
+
 def test_an_empty_prefix_is_still_accepted(unreachable_stack: str, photo: Path) -> None:
     result = upload_command(str(photo), "--prefix", "")
     assert result.exit_code == ExitCode.NETWORK  # it got as far as the request

@@ -163,9 +163,11 @@ def test_content_type_comes_from_the_content_not_the_name(
 
 
 def test_a_key_over_1024_bytes_is_refused(s3_client: Any, bucket: str, tmp_path: Path) -> None:
-    photo = tmp_path / "photo.jpg"
-    photo.write_bytes(image_bytes("JPEG"))
-    _, found = upload(s3_client, bucket, photo, prefix="é" * 510)  # 1,020 bytes + 9
+    # In a folder's walk, refused on its own (named on the command line: a usage error).
+    folder = tmp_path / "long"
+    folder.mkdir()
+    (folder / "photo.jpg").write_bytes(image_bytes("JPEG"))
+    _, found = upload(s3_client, bucket, folder, recursive=True, prefix="é" * 510)
     assert found.results[0].status == "refused"
     assert found.results[0].reason == (
         "its key is 1029 bytes of UTF-8 (S3's limit on a key is 1024): "
