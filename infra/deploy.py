@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from imgcli.infra.errors import BucketNotEmpty, StackNotBootstrapped, StackUsageError
 from imgcli.infra.handlers import Handlers
-from imgcli.infra.lock import WaitListener, stack_lock, stack_locks
+from imgcli.infra.lock import WaitListener, local_cloud_lock, stack_lock, stack_locks
 from imgcli.infra.names import StackNames, check_stack_name
 from imgcli.infra.plan import Plan, StepListener, execute, plan_bootstrap, plan_destroy
 from imgcli.infra.resources import (
@@ -183,8 +183,22 @@ def bootstrap(
     """
     if dry_run:
         return _bootstrap(environment, changes, dry_run=True, on_plan=on_plan, on_step=on_step)
-    with stack_lock(environment.stack, "bootstrap", wait=wait, on_wait=on_wait):
+    with _locked(environment, "bootstrap", wait=wait, on_wait=on_wait):
         return _bootstrap(environment, changes, dry_run=False, on_plan=on_plan, on_step=on_step)
+
+
+@contextlib.contextmanager
+def _locked(
+    environment: StackEnvironment, command: str, *, wait: bool, on_wait: WaitListener | None
+) -> Iterator[None]:
+    """The stack's lock, after the local cloud's (shared) for a local stack."""
+    with contextlib.ExitStack() as held:
+        if environment.target == "local":
+            held.enter_context(
+                local_cloud_lock(command, exclusive=False, wait=wait, on_wait=on_wait)
+            )
+        held.enter_context(stack_lock(environment.stack, command, wait=wait, on_wait=on_wait))
+        yield
 
 
 def _bootstrap(
@@ -243,7 +257,7 @@ def destroy(
     """
     if dry_run:
         return _destroy(environment, delete_images, True, confirm, on_plan, on_step)
-    with stack_lock(environment.stack, "destroy", wait=wait, on_wait=on_wait):
+    with _locked(environment, "destroy", wait=wait, on_wait=on_wait):
         return _destroy(environment, delete_images, False, confirm, on_plan, on_step)
 
 
@@ -288,12 +302,15 @@ def forgetting_local_stacks(
     """Hold the lock of every local stack while the block discards the local cloud; if it
     succeeds, record each stack as gone for ``reason``. Yields the stacks' names.
 
-    A bootstrap of one of them that is running is waited for first, so it cannot save a
-    "complete" record after the reset; the records are read again under the lock.
+    A bootstrap or destroy of a local stack that is running, a first one included, is
+    waited for first (``local_cloud_lock``), so it cannot save a "complete" record after
+    the reset; the records are read under the lock.
     """
-    names = local_stack_names(environ)
-    with stack_locks(names, "local reset", on_wait=on_wait, environ=environ):
-        yield names
+    with local_cloud_lock("local reset", exclusive=True, on_wait=on_wait, environ=environ):
+        # Listed under the lock: a first bootstrap that made its record meanwhile is seen.
+        names = local_stack_names(environ)
+        with stack_locks(names, "local reset", on_wait=on_wait, environ=environ):
+            yield names
         for name in names:
             state = StackState.load(state_path(name, environ))
             if state is not None and state.target == "local" and not state.destroyed:

@@ -16,6 +16,13 @@ one). While held, it names its holder (pid, command, since when) for the message
 whoever waits; that record is only information, never what decides who holds the lock.
 The descriptor is not inherited by child processes (PEP 446), so a local cloud started
 while the lock is held does not keep it alive.
+
+A stack lock cannot keep ``imgcli local reset`` away from a *first* bootstrap of a local
+stack: that stack has no record yet, so reset does not know to take its lock, and could
+wipe the local cloud between the bootstrap's steps and its saving a "complete" record.
+``local_cloud_lock`` closes that gap: every local bootstrap and destroy holds it shared
+(they still run side by side), and reset holds it exclusively, before it lists the stacks.
+It is taken before a stack's lock, always, so the two cannot deadlock.
 """
 
 from __future__ import annotations
@@ -31,17 +38,20 @@ from pathlib import Path
 from typing import ClassVar, Final
 
 from imgcli.infra.errors import InfraError, Problem
-from imgcli.infra.state import state_path
+from imgcli.infra.state import stacks_dir, state_path
 
 #: What a holder's record may be at most; anything longer is not ours to trust.
 _RECORD_BYTES: Final = 4096
+
+#: The local cloud's lock, among the stacks' files: a leading dot is no stack name's.
+LOCAL_CLOUD_LOCK: Final = ".local-cloud.lock"
 
 
 @dataclass(frozen=True)
 class LockHolder:
     """Who holds a stack's lock, as far as its record says (``None``: it did not say)."""
 
-    stack: str
+    stack: str | None  # None: the local cloud's lock
     command: str | None
     pid: int | None
 
@@ -49,6 +59,8 @@ class LockHolder:
         """``another imgcli bootstrap of stack 'default' (pid 123)``."""
         what = f"imgcli {self.command}" if self.command else "imgcli command"
         pid = f" (pid {self.pid})" if self.pid is not None else ""
+        if self.stack is None:
+            return f"another {what} of the local cloud{pid}"
         return f"another {what} of stack '{self.stack}'{pid}"
 
 
@@ -109,6 +121,43 @@ def stack_lock(
 
 
 @contextlib.contextmanager
+def local_cloud_lock(
+    command: str,
+    *,
+    exclusive: bool,
+    wait: bool = True,
+    on_wait: WaitListener | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> Iterator[None]:
+    """Hold the local cloud's lock for the block: shared for a local stack's bootstrap or
+    destroy, ``exclusive`` for ``local reset``; waiting and ``wait`` as in ``stack_lock``."""
+    path = stacks_dir(environ) / LOCAL_CLOUD_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    try:
+        try:
+            fcntl.flock(descriptor, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # Only the exclusive holder writes a record; shared holders are many.
+            holder = _read_holder(descriptor, None)
+            if not wait:
+                raise StackBusy(holder) from None
+            if on_wait is not None:
+                on_wait(holder)
+            fcntl.flock(descriptor, mode)
+        if exclusive:
+            _write_holder(descriptor, command)
+        try:
+            yield
+        finally:
+            if exclusive:
+                os.ftruncate(descriptor, 0)
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+@contextlib.contextmanager
 def stack_locks(
     stacks: Iterable[str],
     command: str,
@@ -143,7 +192,7 @@ def _write_holder(descriptor: int, command: str) -> None:
     os.pwrite(descriptor, data, 0)
 
 
-def _read_holder(descriptor: int, stack: str) -> LockHolder:
+def _read_holder(descriptor: int, stack: str | None) -> LockHolder:
     """What the holder wrote; unknown fields when it has not written yet (or wrote junk)."""
     try:
         record = json.loads(os.pread(descriptor, _RECORD_BYTES, 0))

@@ -18,8 +18,9 @@ import pytest
 from typer.testing import CliRunner
 
 from imgcli.cli import app
+from imgcli.infra.deploy import forgetting_local_stacks
 from imgcli.infra.errors import InvalidStackName
-from imgcli.infra.lock import LockHolder, StackBusy, lock_path, stack_lock
+from imgcli.infra.lock import LockHolder, StackBusy, local_cloud_lock, lock_path, stack_lock
 from imgcli.infra.state import StackState, state_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,3 +151,41 @@ def test_a_stack_name_reaching_outside_the_data_dir_is_refused(tmp_path: Path) -
     result = runner.invoke(app, ["--stack", "../../x", "stack"])
     assert result.exit_code == 2
     assert "stack name" in result.stderr
+
+
+# The local cloud's lock: local reset against a first bootstrap -------------------------
+
+
+def test_a_local_reset_waits_for_a_first_bootstrap_that_has_no_record_yet() -> None:
+    heard: list[LockHolder] = []
+    reset_ran = threading.Event()
+
+    def reset() -> None:
+        with forgetting_local_stacks("the local cloud was reset", on_wait=heard.append):
+            reset_ran.set()
+
+    # A first bootstrap of a local stack holds the lock shared, and no record exists yet.
+    with local_cloud_lock("bootstrap", exclusive=False):
+        resetting = threading.Thread(target=reset)
+        resetting.start()
+        resetting.join(1.0)
+        assert not reset_ran.is_set()  # waiting: no stack lock could have stopped it
+        StackState(path=state_path("first"), stack="first", target="local").save()
+    resetting.join(30)
+    assert reset_ran.is_set()
+    assert heard == [LockHolder(None, None, None)]
+    state = StackState.load(state_path("first"))
+    assert state is not None and state.gone == "the local cloud was reset"
+
+
+def test_local_bootstraps_share_the_local_cloud_s_lock_and_a_reset_excludes_them() -> None:
+    shared = local_cloud_lock("bootstrap", exclusive=False)
+    with shared, local_cloud_lock("destroy", exclusive=False, wait=False):
+        pass  # two local stacks may change side by side
+    with local_cloud_lock("bootstrap", exclusive=False), pytest.raises(StackBusy):
+        local_cloud_lock("local reset", exclusive=True, wait=False).__enter__()
+    reset = local_cloud_lock("local reset", exclusive=True)
+    with reset, pytest.raises(StackBusy) as refused:
+        local_cloud_lock("bootstrap", exclusive=False, wait=False).__enter__()
+    assert refused.value.holder == LockHolder(None, "local reset", os.getpid())
+    assert "another imgcli local reset of the local cloud" in refused.value.message

@@ -16,7 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from imgcli.infra.lock import stack_lock
+from imgcli.infra.lock import local_cloud_lock, stack_lock
+from imgcli.infra.state import state_path
 from tests.localstack import REPO, local_client, local_cloud_env, run_imgcli
 
 STACK = "race"
@@ -96,3 +97,18 @@ def test_two_bootstraps_at_once_carry_out_one_plan_and_no_statement_twice(
             stack["functions"]["save_delete"]: {"s3-invoke": 1},
             stack["functions"]["retrieve"]: {"api-invoke-0": 1, "api-invoke-1": 1},
         }
+
+
+def test_a_local_bootstrap_does_not_run_while_the_local_cloud_is_being_reset(
+    tmp_path: Path,
+) -> None:
+    # A first bootstrap has no record for `local reset` to find and lock: the local cloud's
+    # own lock is what keeps the two apart.
+    with local_cloud_env(tmp_path, STACK) as env:
+        started = run_imgcli(env, "local", "start")
+        assert started.returncode == 0, started.stderr
+        with local_cloud_lock("local reset", exclusive=True, environ=env):
+            refused = run_imgcli(env, "bootstrap", "--no-wait")
+        assert refused.returncode == 2, refused.stderr
+        assert "another imgcli local reset of the local cloud (pid " in refused.stderr
+        assert not state_path(STACK, env).exists()
