@@ -48,6 +48,7 @@ from __future__ import annotations
 import datetime
 import json
 import threading
+from collections.abc import Mapping
 from typing import Any, Final
 from xml.sax.saxutils import escape
 
@@ -121,6 +122,18 @@ class AwsClients:
         if self._session is None:
             self._session = _new_session(self.settings)
         return self._session
+
+
+def region_in_use(settings: StackSettings, environ: Mapping[str, str]) -> tuple[str | None, str]:
+    """The region an aws stack's clients use when imgcli's own settings name none, and
+    where it comes from, read as ``AwsClients`` reads it (no AWS call)."""
+    for name in REGION_VARIABLES:
+        if environ.get(name):
+            return environ[name], f"env {name}"
+    region = AwsClients(settings).region
+    if region is None:
+        return None, "not set (--region, AWS_REGION or the profile's region)"
+    return region, f"profile '{settings.profile or 'default'}' in the AWS config file"
 
 
 def parse_timestamp(value: Any) -> datetime.datetime:

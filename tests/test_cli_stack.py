@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from imgcli.cli import app
@@ -83,6 +85,38 @@ def test_config_takes_json_after_the_command() -> None:
     settings = json.loads(result.stdout)
     assert settings["stack"] == {"value": "c1", "source": "flag --stack"}
     assert settings["target"]["value"] == "local"
+
+
+@pytest.mark.parametrize(
+    ("variables", "region", "source"),
+    [
+        (
+            {"AWS_REGION": "eu-west-2", "AWS_DEFAULT_REGION": "us-west-1"},
+            "eu-west-2",
+            "env AWS_REGION",
+        ),
+        ({"AWS_DEFAULT_REGION": "us-west-1"}, "us-west-1", "env AWS_DEFAULT_REGION"),
+    ],
+)
+def test_config_shows_the_region_an_aws_stack_uses(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    variables: dict[str, str],
+    region: str,
+    source: str,
+) -> None:
+    # "imgcli config shows the profile and region in use", says a refusal's hint: it
+    # showed null for a region botocore found in the environment.
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    config = tmp_path / "config.toml"
+    config.write_text('[stacks.c9]\ntarget = "aws"\n')
+    monkeypatch.setenv("IMGCLI_CONFIG", str(config))
+    result = runner.invoke(app, ["--stack", "c9", "config", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["region"] == {"value": region, "source": source}
 
 
 def test_destroy_asks_first_and_enter_keeps_the_stack(moto_aws: None) -> None:

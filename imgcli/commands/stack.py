@@ -56,6 +56,12 @@ def show_config(ctx: typer.Context, json_output: JsonFlag = False) -> None:
             f"{', '.join(settings.known_stacks)}); showing defaults"
         )
     rows = settings.describe()
+    if settings.target == "aws" and settings.region is None:
+        # What botocore will use, so "imgcli config shows the region in use" is true.
+        from imgcli.aws import region_in_use
+
+        region, source = region_in_use(settings, run.environ)
+        rows = [("region", region, source) if row[0] == "region" else row for row in rows]
     run.output.document(
         {name: {"value": value, "source": source} for name, value, source in rows},
         columns=("setting", "value", "source"),
