@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import io
 import logging
 import threading
 import warnings
@@ -51,6 +50,8 @@ from types import TracebackType
 from typing import IO, Final
 
 from PIL import Image, _imaging
+
+from .sized_stream import SizedStream
 
 # Warnings attributed to Pillow's files, or to ours when Pillow passes a stacklevel.
 _PILLOW_DIRS: Final = (
@@ -66,43 +67,18 @@ _LIBTIFF_HANDLER_SETTERS: Final = (
 _LOCK: Final = threading.Lock()
 
 
-class GuardedStream(io.RawIOBase):
+class GuardedStream(SizedStream):
     """``size`` bytes of ``stream`` for Pillow; remembers the first failure of ``stream``."""
 
     def __init__(self, stream: IO[bytes], size: int) -> None:
-        super().__init__()
+        super().__init__(size)
         self._stream = stream
-        self._size = size
-        self._position = 0
         self._stream_position: int | None = None
         self.failure: Exception | None = None
         self._whole: bytes | None = None
         #: Bytes handed to Pillow, for tests that bound the work a file causes.
         self.bytes_read = 0
         self.reads = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            position = offset
-        elif whence == io.SEEK_CUR:
-            position = self._position + offset
-        elif whence == io.SEEK_END:
-            position = self._size + offset
-        else:
-            raise OSError(f"invalid whence {whence}")
-        if position < 0:
-            raise OSError("seek before the start of the file")
-        self._position = position
-        return position
 
     def read(self, size: int | None = -1) -> bytes:
         # Pillow parses headers with many tiny reads (about 40 for a JPEG): kept lean.

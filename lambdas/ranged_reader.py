@@ -17,9 +17,10 @@ network hiccup must never be recorded as a broken image.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from typing import Final
+
+from .sized_stream import SizedStream
 
 Fetch = Callable[[int, int], bytes]
 
@@ -30,7 +31,7 @@ class FetchFailed(Exception):
     """Reading a range failed; the cause is chained. Not an image problem: retry later."""
 
 
-class RangedReader(io.RawIOBase):
+class RangedReader(SizedStream):
     """Reads ``size`` bytes through ``fetch``, caching every segment it has fetched."""
 
     def __init__(
@@ -41,13 +42,11 @@ class RangedReader(io.RawIOBase):
         initial: bytes = b"",
         min_fetch: int = DEFAULT_MIN_FETCH,
     ) -> None:
-        super().__init__()
         if size < 0:
             raise ValueError("size must not be negative")
+        super().__init__(size)
         self._fetch = fetch
-        self._size = size
         self._min_fetch = max(1, min_fetch)
-        self._position = 0
         # Disjoint or overlapping (start, data) pairs; a handful at most, so a list is enough.
         self._segments: list[tuple[int, bytes]] = []
         self.bytes_fetched = len(initial)
@@ -58,29 +57,6 @@ class RangedReader(io.RawIOBase):
     @property
     def size(self) -> int:
         return self._size
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            position = offset
-        elif whence == io.SEEK_CUR:
-            position = self._position + offset
-        elif whence == io.SEEK_END:
-            position = self._size + offset
-        else:
-            raise ValueError(f"invalid whence {whence}")
-        if position < 0:
-            raise OSError("negative seek position")
-        self._position = position
-        return position
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         data = self.read(len(buffer))

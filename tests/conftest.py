@@ -7,12 +7,16 @@ points imgcli's config file into the test's temporary directory.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from imgcli.lambdas.logs import JsonLogger
+from imgcli.lambdas.save_delete import Indexer
 
 FAKE_REGION = "us-east-1"
 
@@ -102,3 +106,28 @@ def versioned_bucket(s3_client: Any) -> str:
     s3_client.create_bucket(Bucket=name)
     s3_client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     return name
+
+
+#: The save function's clock in its tests (``indexer``): tombstones expire from here.
+INDEXER_NOW = 1_795_000_000.0
+
+
+@pytest.fixture
+def log_lines() -> io.StringIO:
+    """What the ``indexer`` fixture's function logged, one JSON object per line."""
+    return io.StringIO()
+
+
+@pytest.fixture
+def indexer(
+    s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str, log_lines: io.StringIO
+) -> Indexer:
+    """The save function's ``Indexer`` on moto's S3 and DynamoDB, for ``bucket``."""
+    return Indexer(
+        s3=s3_client,
+        dynamodb=dynamodb_client,
+        table_name=table_name,
+        bucket=bucket,
+        clock=lambda: INDEXER_NOW,
+        log=JsonLogger("save_delete", stream=log_lines),
+    )

@@ -27,24 +27,6 @@ FORGED: str = "F" * 64
 OTHER_BUCKET = "someone-elses-bucket"
 
 
-@pytest.fixture
-def log_lines() -> io.StringIO:
-    return io.StringIO()
-
-
-@pytest.fixture
-def indexer(
-    s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str, log_lines: io.StringIO
-) -> Indexer:
-    return Indexer(
-        s3=s3_client,
-        dynamodb=dynamodb_client,
-        table_name=table_name,
-        bucket=bucket,
-        log=JsonLogger("save_delete", stream=log_lines),
-    )
-
-
 def logged(lines: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines.getvalue().splitlines()]
 

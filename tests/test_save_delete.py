@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from imgcli.lambdas import save_delete
-from imgcli.lambdas.logs import JsonLogger
 from imgcli.lambdas.save_delete import Indexer, RecordsFailed, process_event
+from tests.conftest import INDEXER_NOW
 from tests.eventdata import created, load_event, s3_event, stored, upload
 from tests.images import (
     animated_gif,
@@ -21,27 +21,6 @@ from tests.images import (
     noisy_jpeg,
     png_header_only,
 )
-
-NOW = 1_795_000_000.0
-
-
-@pytest.fixture
-def log_lines() -> io.StringIO:
-    return io.StringIO()
-
-
-@pytest.fixture
-def indexer(
-    s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str, log_lines: io.StringIO
-) -> Indexer:
-    return Indexer(
-        s3=s3_client,
-        dynamodb=dynamodb_client,
-        table_name=table_name,
-        bucket=bucket,
-        clock=lambda: NOW,
-        log=JsonLogger("save_delete", stream=log_lines),
-    )
 
 
 @pytest.fixture
@@ -223,7 +202,7 @@ def test_create_and_delete_delivered_in_reverse(
     record = stored(dynamodb_client, table_name, "rev.png")
     assert record is not None
     assert record.status == "deleted"
-    assert record.expires_at == int(NOW) + 7 * 86400
+    assert record.expires_at == int(INDEXER_NOW) + 7 * 86400
 
 
 def test_late_create_cannot_resurrect_even_when_its_read_races_the_delete(
