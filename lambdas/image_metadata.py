@@ -21,15 +21,32 @@ stderr and puts the warnings into the reason). The checks, in order:
    (for GIF it walks, and with seeking decodes, every frame first): more than
    ``MAX_FRAMES`` frames, or frames whose canvases add up to more than
    ``MAX_DECODED_PIXELS`` decoded pixels, make an image invalid ("too many frames", "too
-   much animation"). Both are far beyond real animations: ``MAX_FRAMES`` is over five
-   minutes at 30 frames per second, which no GIF, APNG or animated WebP meant for a
-   gallery reaches (GIF's 10 ms minimum delay makes most players run 20 fps or less); a
-   billion pixels is a 20-second 1080p clip at 24 fps or a 250-page A4 scan at 300 dpi.
-   They bound the worst case: Pillow decodes animations at about 110 (APNG) to 500 (GIF,
-   WebP) megapixels a second on one laptop core, so a billion pixels take 2 to 9 seconds,
-   well inside the save function's 60-second timeout even at a third of that speed; and
-   a 2,000,000-frame GIF of 1x1 pixel stops after 10,001 frames, a fraction of a second.
-4. Completeness and integrity, one rule of the bytes (``decodes_in_full``):
+   much animation"). ``MAX_FRAMES`` is over five minutes at 30 frames per second, which no
+   GIF, APNG or animated WebP meant for a gallery reaches (GIF's 10 ms minimum delay makes
+   most players run 20 fps or less); 400 million pixels is 190 frames of 1080p (8 s at
+   24 fps), 600 frames of 720p, or 46 A4 pages scanned at 300 dpi. The pixel budget bounds
+   time: at the pixel limit Pillow decodes 4-byte canvases at about 90 (APNG, deflate TIFF)
+   to 115 (GIF) megapixels a second on one laptop core, so the budget costs at most about
+   4.5 s of CPU (a billion took 10.5 s), and a 2,000,000-frame GIF of 1x1 pixel stops after
+   10,001 frames, a fraction of a second. The save function's 1,024 MB buy about 0.6 of a
+   core on Lambda, so that is some 8 s there, inside its 60 s.
+4. A memory budget: no frame is decoded whose decoder would hold more than
+   ``DECODE_MEMORY_BYTES`` (512 MiB, half the save function's memory: the rest is the
+   runtime and boto3) at once, counting the object's own bytes, which the save function's
+   reader holds whole once a full decode has fetched them all ("too big to check": a
+   600 MB GIF of small frames would otherwise exhaust the function). What a decoder
+   holds, measured with Pillow 13 at the pixel limit (``decode_memory``): a canvas of 1
+   (P, L), 2 (16-bit) or 4 bytes a pixel, times the copies its plugin keeps: 4 for GIF
+   (frame, canvas, previous canvas, disposal) and WebP (libwebp's two canvases, the frame's
+   bytes, the image), 3 for an APNG and for BMP's RLE decoder (written in Python), 2 when
+   libtiff decodes, 1 otherwise; WebP and libtiff also get the whole file. A JPEG is
+   decoded at 1/8 scale and holds its coefficient buffer (``image_jpeg``), and may have at
+   most ``MAX_JPEG_SCANS`` scans. Unbounded, an 88-megapixel animated WebP of 148 bytes took
+   1.4 GB, a GIF of 11 such frames 1.5 GB and 8 s, a progressive CMYK JPEG of 703 bytes
+   730 MB, and 1,000 repeated scans (11 KB) 7 s. A still image under the pixel limit always
+   fits, except a WebP over about 33 megapixels, a compressed colour TIFF over 67 and a
+   progressive JPEG without its end marker sampled 4:4:4 over 89 (CMYK over 67).
+5. Completeness and integrity, one rule of the bytes (``decodes_in_full``):
 
    - a JPEG (or MPO) whose last bytes are its EOI marker is complete and is not decoded,
      at any size: JPEG has no checksums and libjpeg conceals damaged scan data, so a
@@ -57,10 +74,11 @@ import functools
 from dataclasses import dataclass
 from typing import IO, Final, cast
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .image_exif import exif_basics
 from .image_guard import GuardedStream, PillowWarnings, quiet_libtiff
+from .image_jpeg import MAX_JPEG_SCANS, TooManyScans, coefficient_bytes, count_scans
 
 #: Pillow format names we index. Pillow's JPEG opener names many phone JPEGs "MPO"
 #: (a JPEG with extra frames), so those are JPEGs too.
@@ -80,8 +98,12 @@ CONTENT_TYPES: Final = {
 FULL_DECODE_BYTES: Final = 16 * 1024 * 1024
 #: Frames (pages) an image may have, and the decoded pixels all its frames may add up to.
 MAX_FRAMES: Final = 10_000
-MAX_DECODED_PIXELS: Final = 1_000_000_000
+MAX_DECODED_PIXELS: Final = 400_000_000
+#: What one frame's decoder may hold at once (see above).
+DECODE_MEMORY_BYTES: Final = 512 * 1024 * 1024
 
+# Copies of the canvas each format's decoder holds (see above; APNG is 3).
+_CANVAS_COPIES: Final = {"GIF": 4, "WEBP": 4, "PNG": 1, "TIFF": 1, "BMP": 1}
 # Fixed last bytes that prove the end of the file arrived.
 _TRAILERS: Final = {
     "JPEG": b"\xff\xd9",
@@ -120,11 +142,14 @@ class ImageDetails:
 
 @dataclass(frozen=True)
 class FrameBudget:
-    """How many frames an image may have, and how many pixels its decoded frames may add
-    up to. Client and server use ``FRAME_BUDGET``; tests pass smaller ones."""
+    """How many frames an image may have, how many pixels its decoded frames may add up
+    to, what one frame's decoder may hold in memory and how many scans a decoded JPEG may
+    have. Client and server use ``FRAME_BUDGET``; tests pass smaller ones."""
 
     frames: int = MAX_FRAMES
     decoded_pixels: int = MAX_DECODED_PIXELS
+    memory: int = DECODE_MEMORY_BYTES
+    jpeg_scans: int = MAX_JPEG_SCANS
 
 
 FRAME_BUDGET: Final = FrameBudget()
@@ -139,6 +164,40 @@ class DescribeWork:
     decoded_pixels: int = 0
     bytes_read: int = 0
     reads: int = 0
+    #: Scans counted in decoded JPEG frames, and the most memory a decoded frame needed.
+    jpeg_scans: int = 0
+    peak_decode_memory: int = 0
+
+
+def decode_memory(
+    fmt: str, mode: str, width: int, height: int, *, animated: bool, decoder: str, size: int
+) -> int:
+    """Bytes the ``decoder`` (Pillow's tile decoder name) of a ``size``-byte file holds at
+    once for one frame (the table in the module docstring), JPEG aside (its coefficient
+    buffer depends on its scans: ``jpeg_decode_memory``)."""
+    libtiff = decoder == "libtiff"
+    if fmt in ("GIF", "WEBP"):
+        per_pixel = 4  # later GIF frames and every WebP frame are RGB(A) canvases
+    elif mode in ("1", "L", "P"):
+        per_pixel = 1
+    else:
+        per_pixel = 2 if mode.startswith("I;16") else 4
+    if (fmt == "PNG" and animated) or decoder == "bmp_rle":
+        copies = 3
+    else:
+        copies = 2 if libtiff else _CANVAS_COPIES[fmt]
+    whole_file = size if fmt == "WEBP" or libtiff else 0
+    return width * height * per_pixel * copies + whole_file
+
+
+def jpeg_decode_memory(
+    width: int, height: int, sampling: list[tuple[int, int]], *, scans: int, progressive: bool
+) -> int:
+    """Bytes libjpeg holds for a frame decoded at 1/8 scale: the coefficient buffer when it
+    has more than one scan, and the 4-byte pixels that come out."""
+    buffered = progressive or scans > 1
+    coefficients = coefficient_bytes(width, height, sampling) if buffered else 0
+    return coefficients + -(-width // 8) * -(-height // 8) * 4
 
 
 def pixel_limit() -> int:
@@ -232,6 +291,13 @@ def _describe(
     budget: FrameBudget,
     work: DescribeWork,
 ) -> ImageDetails:
+    # Pillow's WebP opener reads the whole file before anything else can be checked.
+    if size > budget.memory and stream.read(12)[8:] == b"WEBP":
+        raise InvalidImage(
+            f"too big to check: a WebP is read whole, and {size} bytes are more than "
+            f"{_amount(budget.memory)}"
+        )
+    stream.seek(0)
     try:
         # RawIOBase is a binary file in all but typeshed's class hierarchy.
         image = Image.open(cast(IO[bytes], stream), formats=ALLOWED_FORMATS)
@@ -248,7 +314,7 @@ def _describe(
         # PNG's frame count is its acTL chunk's claim, read with the header: no seeking.
         animated = fmt == "PNG" and int(getattr(image, "n_frames", 1)) > 1
         decode = decodes_in_full(fmt, size, full_decode_bytes, complete=complete, animated=animated)
-        frames = _count_frames(image, decode, budget, work)
+        frames = _count_frames(image, stream, size, animated, decode, budget, work)
         image.seek(0)
         exif = exif_basics(image, fmt)
     return ImageDetails(
@@ -262,9 +328,18 @@ def _describe(
     )
 
 
-def _count_frames(image: Image.Image, decode: bool, budget: FrameBudget, work: DescribeWork) -> int:
+def _count_frames(
+    image: ImageFile.ImageFile,
+    stream: GuardedStream,
+    size: int,
+    animated: bool,
+    decode: bool,
+    budget: FrameBudget,
+    work: DescribeWork,
+) -> int:
     """Visit every frame, one seek at a time, checking (and with ``decode``, decoding)
     each within the budget; the number of frames."""
+    fmt = str(image.format)
     frames = 0
     while True:
         if frames:
@@ -283,11 +358,68 @@ def _count_frames(image: Image.Image, decode: bool, budget: FrameBudget, work: D
                     f"too much animation to check: {frames + 1} frames add up to more "
                     f"than {budget.decoded_pixels} pixels"
                 )
+            if fmt in ("JPEG", "MPO"):
+                _prepare_jpeg_frame(image, stream, size, budget, work)
+            else:
+                decoder = image.tile[0][0] if image.tile else ""
+                needed = decode_memory(
+                    fmt,
+                    image.mode,
+                    frame_width,
+                    frame_height,
+                    animated=animated,
+                    decoder=decoder,
+                    size=size,
+                )
+                _check_memory(needed, size, frame_width, frame_height, budget, work)
             work.decoded_pixels += pixels
             # Every frame: counting frames skips a truncated last one silently.
             image.load()
         frames += 1
         work.frames = frames
+
+
+def _prepare_jpeg_frame(
+    image: ImageFile.ImageFile,
+    stream: GuardedStream,
+    size: int,
+    budget: FrameBudget,
+    work: DescribeWork,
+) -> None:
+    """Count the frame's scans and check its memory, then ask for a 1/8-scale draft."""
+    width, height = image.size
+    offset = int(image.tile[0][2]) if image.tile else 0
+    try:
+        scans = count_scans(cast(IO[bytes], stream), offset, budget.jpeg_scans)
+    except TooManyScans:
+        raise InvalidImage(f"too many JPEG scans to check: more than {budget.jpeg_scans}") from None
+    work.jpeg_scans += scans
+    sampling = [(int(layer[1]), int(layer[2])) for layer in getattr(image, "layer", [])]
+    progressive = bool(image.info.get("progressive") or image.info.get("progression"))
+    needed = jpeg_decode_memory(width, height, sampling, scans=scans, progressive=progressive)
+    _check_memory(needed, size, width, height, budget, work)
+    # An MPO's later frame is a new JPEG to Pillow, which refuses a second draft otherwise.
+    image.decoderconfig = ()
+    image.draft(None, (max(1, width // 8), max(1, height // 8)))
+
+
+def _check_memory(
+    decoder: int, size: int, width: int, height: int, budget: FrameBudget, work: DescribeWork
+) -> None:
+    # A decoded object is held whole besides what its decoder holds: the save function's
+    # reader keeps every range it fetched, and a full decode fetches them all.
+    needed = decoder + size
+    if needed > budget.memory:
+        raise InvalidImage(
+            f"too big to check: decoding a {width}x{height} frame needs about "
+            f"{_amount(needed)} (the file's own {_amount(size)} included), more than "
+            f"{_amount(budget.memory)}"
+        )
+    work.peak_decode_memory = max(work.peak_decode_memory, needed)
+
+
+def _amount(size: int) -> str:
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size} bytes"
 
 
 def _check_pixels(width: int, height: int) -> None:
