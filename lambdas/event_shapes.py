@@ -24,6 +24,10 @@ Decisions:
   message, logged with its message id.
 * EventBridge's S3 events are recognised but not applied: the stack does not route them
   to the function, and an event the stack did not ask for is not a reason to write.
+* A repair request (an ``imgcli`` field, see ``repair``) is run only when it is the whole
+  payload of a direct invocation (``save_delete`` dispatches it before reading units):
+  inside an SQS message or an SNS notification it is named and not run, since its answer
+  would reach no one.
 * An Object Lambda request gets no ``WriteGetObjectResponse`` and a Batch Operations job
   no task results: S3 reports both as failed, which is true; the log line says why.
 """
@@ -116,6 +120,14 @@ def _read(payload: Any, envelope: str, message_id: str | None, depth: int) -> It
             "S3 test event (sent when a notification is configured): nothing to index",
             {**context, "bucket": _short(payload.get("Bucket"))},
             level="info",
+        )
+        return
+    if "imgcli" in payload:
+        yield Unapplied(
+            "imgcli repair request",
+            "repair request not run: repairs are invoked directly and synchronously, "
+            "not through an envelope",
+            {**context, "request": _short(payload.get("imgcli"))},
         )
         return
     records = payload.get("Records")

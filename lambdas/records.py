@@ -35,6 +35,8 @@ KEY_ATTRIBUTE: Final = "key"
 STATUS_ATTRIBUTE: Final = "status"
 SEQUENCER_ATTRIBUTE: Final = "sequencer"
 EXPIRY_ATTRIBUTE: Final = "expires_at"
+INDEXED_AT_ATTRIBUTE: Final = "indexed_at"
+REPAIRED_AT_ATTRIBUTE: Final = "repaired_at"
 STATUS_INDEX: Final = "status-key-index"
 
 #: Arguments for ``create_table`` shared by bootstrap and the tests (add ``TableName``).
@@ -86,12 +88,14 @@ class ImageRecord:
     deleted_at: str | None = None
     reason: str | None = None
     expires_at: int | None = None
+    #: Set when a repair (not an S3 event) wrote the record; an event's write drops it.
+    repaired_at: str | None = None
 
 
 _INT_FIELDS: Final = frozenset({"size", "width", "height", "frames", "orientation", "expires_at"})
 
 #: Fields that describe the index's bookkeeping, not the image; not shown to API clients.
-_INTERNAL_FIELDS: Final = frozenset({"sequencer", "expires_at", "deleted_at"})
+_INTERNAL_FIELDS: Final = frozenset({"sequencer", "expires_at", "deleted_at", "repaired_at"})
 
 
 def to_item(record: ImageRecord) -> Item:

@@ -21,8 +21,14 @@ S3 confirms it. Two checks against S3 make that as far as cheaply possible: a de
 writes its tombstone only if S3 has no current object for the key, and a create indexes
 only the key's current object (below). A forged event with an inflated sequencer for a key
 whose object *is* current is still applied, and then outranks every real event on that
-key until repaired from S3's truth (issue 13). A cap on the sequencer's length would not
-help: 18 ``F`` digits outrank every real sequencer as surely as 64.
+key until a repair (below) lowers it. A cap on the sequencer's length would not help: 18
+``F`` digits outrank every real sequencer as surely as 64.
+
+**Repairs.** A payload with an ``imgcli`` field is not an S3 event but a repair request
+(``{"imgcli": "repair", "version": 1, "bucket": ..., "keys": [...]}``), which ``repair``
+reads and answers: each key's record is made to agree with S3's current object, under the
+lowest sequencer, with writes conditional on the record being as the repair read it. Its
+docstring gives the shape, the outcomes and why that ordering is safe.
 
 S3 delivers at least once and in any order, so every step is written to be safe when
 repeated or reordered:
@@ -38,15 +44,15 @@ repeated or reordered:
   whose object is still current reads and describes it before its write is refused. That
   costs a rare event one read; checking first would cost every new image a call. A
   delete costs two calls too: the ``HeadObject`` below and the write.
-* A created object is read back only if it is still the key's current object: the first
-  read asks for the current object, pinned to the event's ETag (``If-Match``) in an
-  unversioned bucket, and compared with the event's ``versionId`` in a versioned one;
-  later ranges pin that version. If the object was deleted (404) or replaced (412, or
-  another version) since, a later event describes what is there now, so this one is a
-  logged no-op. The outcome then says which: ``stale`` if the table already holds a newer
-  event (one ``GetItem``, on this rare path only), else ``gone`` or ``replaced``. Reading
-  an older version instead would let a late (or forged) create list an image that has
-  since been deleted.
+* A created object is read back (``current_object``) only if it is still the key's
+  current object: the first read asks for the current object, pinned to the event's ETag
+  (``If-Match``) in an unversioned bucket, and compared with the event's ``versionId``
+  in a versioned one; later ranges pin that version. If the object was deleted (404) or
+  replaced (412, or another version) since, a later event describes what is there now,
+  so this one is a logged no-op. The outcome then says which: ``stale`` if the table
+  already holds a newer event (one ``GetItem``, on this rare path only), else ``gone`` or
+  ``replaced``. Reading an older version instead would let a late (or forged) create list
+  an image that has since been deleted.
 * The image is read through a ``RangedReader``. An object small enough to be decoded in
   full (``image_metadata.FULL_DECODE_BYTES``) is fetched with one GET; for a bigger one the
   first request asks for the head only, and Pillow pulls further ranges only when it
@@ -89,33 +95,38 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import IO, Any, Final, cast
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import sequencer as sequencers
+from .current_object import (
+    GONE_CODES,
+    REPLACED_CODES,
+    NotCurrent,
+    describe_current,
+    error_code,
+    head_current,
+    iso_time,
+)
 from .event_shapes import Invocation, S3Record, Unapplied, read_invocation
-from .image_metadata import FULL_DECODE_BYTES, InvalidImage, describe_image
+from .image_metadata import FULL_DECODE_BYTES
 from .logs import JsonLogger
-from .ranged_reader import DEFAULT_MIN_FETCH, FetchFailed, RangedReader
+from .ranged_reader import FetchFailed
 from .records import (
     KEY_ATTRIBUTE,
     SEQUENCER_ATTRIBUTE,
     ImageRecord,
     to_item,
 )
+from .repair import Repairer, is_repair_request, read_repair_request
 from .s3_events import MalformedRecord, ObjectEvent, read_record
 
 #: How long a tombstone outlives its delete: far longer than S3's delivery delays and the
 #: function's maximum event age, so no late create can outlive it.
 DEFAULT_TOMBSTONE_DAYS: Final = 7
-HEAD_BYTES: Final = DEFAULT_MIN_FETCH
-
-_GONE_CODES: Final = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
-_REPLACED_CODES: Final = frozenset({"PreconditionFailed", "412"})
 
 logger = JsonLogger("save_delete")
 
@@ -126,10 +137,6 @@ class RecordsFailed(Exception):
 
 class MissingConfiguration(RuntimeError):
     """The function's environment lacks a variable bootstrap sets; the event is retried."""
-
-
-class _NotCurrent(Exception):
-    """The event's object version is no longer the key's current object."""
 
 
 @dataclass
@@ -158,17 +165,17 @@ class Indexer:
         sequencers.normalise(event.sequencer)  # a malformed record fails before any call
         try:
             record = self._describe(event)
-        except (ClientError, BotoCoreError, FetchFailed, _NotCurrent) as exc:
+        except (ClientError, BotoCoreError, FetchFailed, NotCurrent) as exc:
             # Whatever failed, an event the table has moved past is stale: retrying it could
             # only be refused again (a duplicate, or a late create in a versioned bucket).
             if not self._is_newer(event):
                 return "stale"
-            if isinstance(exc, _NotCurrent):
+            if isinstance(exc, NotCurrent):
                 return "replaced"
-            code = _error_code(exc)
-            if code in _GONE_CODES:
+            code = error_code(exc)
+            if code in GONE_CODES:
                 return "gone"
-            if code in _REPLACED_CODES:
+            if code in REPLACED_CODES:
                 return "replaced"
             raise
         return record.status if self._write(record) else "stale"
@@ -190,30 +197,13 @@ class Indexer:
             sequencer=sequencers.normalise(event.sequencer),
             version_id=event.version_id,
             deleted_at=event.event_time,
-            indexed_at=_iso(now),
+            indexed_at=iso_time(now),
             expires_at=int(now) + self.tombstone_days * 86400,
         )
         return "deleted" if self._write(tombstone) else "stale"
 
     def _current_object(self, event: ObjectEvent) -> ObjectEvent | None:
-        """The key's current object as a created event under ``event``'s sequencer, if any."""
-        try:
-            head = self.s3.head_object(Bucket=event.bucket, Key=event.key)
-        except ClientError as exc:
-            if _error_code(exc) in _GONE_CODES:
-                return None
-            raise
-        if head.get("DeleteMarker"):
-            return None
-        modified = head.get("LastModified")
-        return replace(
-            event,
-            event_name="ObjectCreated:Restored",
-            event_time=_iso(modified.timestamp()) if modified else event.event_time,
-            size=int(head["ContentLength"]),
-            etag=str(head.get("ETag", "")).strip('"') or None,
-            version_id=head.get("VersionId") or None,
-        )
+        return head_current(self.s3, event)
 
     def _is_newer(self, event: ObjectEvent) -> bool:
         response = self.dynamodb.get_item(
@@ -230,75 +220,13 @@ class Indexer:
         return False
 
     def _describe(self, event: ObjectEvent) -> ImageRecord:
-        """Read the object's head (and more only if needed) and describe it."""
-        started = time.perf_counter()
-        # The first read asks for the key's current object; later ranges pin its version.
-        current: dict[str, str] = {"Bucket": event.bucket, "Key": event.key}
-        pin = dict(current)
-        if event.version_id:
-            pin["VersionId"] = event.version_id
-        elif event.etag:
-            current["IfMatch"] = pin["IfMatch"] = f'"{event.etag.strip(chr(34))}"'
-        base = ImageRecord(
-            key=event.key,
-            status="invalid",
-            sequencer=sequencers.normalise(event.sequencer),
-            size=event.size,
-            etag=event.etag,
-            version_id=event.version_id,
-            uploaded_at=event.event_time,
-            indexed_at=_iso(self.clock()),
+        return describe_current(
+            self.s3,
+            event,
+            indexed_at=iso_time(self.clock()),
+            full_decode_bytes=self.full_decode_bytes,
+            log=self.log,
         )
-        if event.size == 0:
-            return replace(base, reason="empty file")
-
-        def fetch(start: int, end: int) -> bytes:
-            body: bytes = self.s3.get_object(**pin, Range=f"bytes={start}-{end}")["Body"].read()
-            return body
-
-        small = event.size is not None and event.size <= self.full_decode_bytes
-        first_bytes = event.size if small and event.size else HEAD_BYTES
-        first = self.s3.get_object(**current, Range=f"bytes=0-{first_bytes - 1}")
-        if event.version_id and first.get("VersionId") != event.version_id:
-            first["Body"].close()
-            raise _NotCurrent(event.version_id)
-        head = first["Body"].read()
-        size = _total_size(first, fallback=len(head))
-        base = replace(base, size=size, content_type=first.get("ContentType"))
-        reader = RangedReader(fetch, size, initial=head)
-        try:
-            # RawIOBase is a binary file in all but typeshed's class hierarchy.
-            details = describe_image(
-                cast(IO[bytes], reader), size, full_decode_bytes=self.full_decode_bytes
-            )
-        except InvalidImage as exc:
-            record = replace(base, reason=exc.reason)
-        else:
-            record = replace(
-                base,
-                status="active",
-                content_type=details.content_type,
-                format=details.format,
-                width=details.width,
-                height=details.height,
-                mode=details.mode,
-                frames=details.frames,
-                taken_at=details.taken_at,
-                camera_make=details.camera_make,
-                camera_model=details.camera_model,
-                orientation=details.orientation,
-            )
-        self.log.info(
-            "described object",
-            key=event.key,
-            status=record.status,
-            reason=record.reason,
-            size=size,
-            bytes_read=reader.bytes_fetched,
-            requests=reader.fetches + 1,
-            ms=round((time.perf_counter() - started) * 1000, 1),
-        )
-        return record
 
     def _write(self, record: ImageRecord) -> bool:
         """Store ``record`` unless a newer event already did; False means stale."""
@@ -311,7 +239,7 @@ class Indexer:
                 ExpressionAttributeValues={":seq": {"S": record.sequencer}},
             )
         except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 self.log.info(
                     "stale or duplicate event", key=record.key, sequencer=record.sequencer
                 )
@@ -320,12 +248,17 @@ class Indexer:
         return True
 
 
-def process_event(event: Any, indexer: Indexer) -> dict[str, Any]:
+def process_event(
+    event: Any, indexer: Indexer, remaining_ms: Callable[[], int] | None = None
+) -> dict[str, Any]:
     """Apply every S3 record the invocation carries to ``indexer``'s bucket; log the rest.
 
     Returns the count of each outcome (plus ``batchItemFailures: []`` for an SQS batch);
-    raises ``RecordsFailed`` after the other records if any record failed.
+    raises ``RecordsFailed`` after the other records if any record failed. A repair
+    request is answered as ``repair`` describes (``remaining_ms``: the invocation's time).
     """
+    if is_repair_request(event):
+        return repairer(indexer).run(read_repair_request(event), remaining_ms)
     invocation = read_invocation(event)
     outcomes: Counter[str] = Counter()
     failures: list[str] = []
@@ -347,6 +280,20 @@ def process_event(event: Any, indexer: Indexer) -> dict[str, Any]:
     if invocation.is_sqs_batch:
         result["batchItemFailures"] = []
     return result
+
+
+def repairer(indexer: Indexer) -> Repairer:
+    """The repairs of ``indexer``'s bucket, with its clients, table and settings."""
+    return Repairer(
+        s3=indexer.s3,
+        dynamodb=indexer.dynamodb,
+        table_name=indexer.table_name,
+        bucket=indexer.bucket,
+        tombstone_days=indexer.tombstone_days,
+        full_decode_bytes=indexer.full_decode_bytes,
+        clock=indexer.clock,
+        log=indexer.log,
+    )
 
 
 def _apply_record(unit: S3Record, indexer: Indexer, outcomes: Counter[str]) -> str | None:
@@ -420,23 +367,5 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         bucket=bucket,
         tombstone_days=int(os.environ.get("TOMBSTONE_DAYS", DEFAULT_TOMBSTONE_DAYS)),
     )
-    return process_event(event, indexer)
-
-
-def _error_code(exc: Exception) -> str:
-    """The AWS error code of ``exc``, or of the ``ClientError`` a failed ranged read wraps."""
-    cause = exc.__cause__ if isinstance(exc, FetchFailed) else exc
-    if isinstance(cause, ClientError):
-        return str(cause.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _total_size(response: Mapping[str, Any], fallback: int) -> int:
-    """The object's full size from a ranged GET's ``Content-Range: bytes a-b/total``."""
-    content_range = str(response.get("ContentRange") or "")
-    total = content_range.rpartition("/")[2]
-    return int(total) if total.isdigit() else fallback
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return process_event(event, indexer, remaining)

@@ -64,6 +64,14 @@ def created(s3_client: Any, bucket: str, key: str, data: bytes, sequencer: str) 
     return s3_event("s3_put", bucket=bucket, key=key, sequencer=sequencer, put=put, size=len(data))
 
 
+def repair_event(bucket: str, *keys: str) -> dict[str, Any]:
+    """A repair request (the fixture ``repair``) of ``keys`` in ``bucket``."""
+    event = load_event("repair")
+    event["bucket"] = bucket
+    event["keys"] = list(keys)
+    return event
+
+
 def in_sqs(*events: Any, template: str = "s3_sqs_put") -> dict[str, Any]:
     """An SQS batch (shaped like the fixture ``template``) whose messages carry ``events``."""
     batch = load_event(template)

@@ -150,3 +150,18 @@ def test_any_json_is_read_without_raising(payload: Any) -> None:
 @given(json_values)
 def test_any_json_in_an_sqs_body_is_read_without_raising(payload: Any) -> None:
     read_invocation(in_sqs(payload))
+
+
+@pytest.mark.parametrize("envelope", ["SQS message", "SNS notification"])
+def test_a_repair_request_in_an_envelope_is_named_and_not_run(envelope: str) -> None:
+    request = load_event("repair")
+    if envelope == "SQS message":
+        payload = in_sqs(request)
+    else:
+        payload = load_event("s3_sns_put")
+        payload["Records"][0]["Sns"]["Message"] = json.dumps(request)
+    unit = only(payload)
+    assert isinstance(unit, Unapplied)
+    assert unit.shape == "imgcli repair request"
+    assert unit.fields["envelope"] == envelope
+    assert unit.fields["request"] == "repair"
