@@ -113,3 +113,21 @@ def test_a_missing_group_is_made_only_if_the_role_may(moto_aws: None) -> None:
     writer(spec_for("h.echo", name="fn", role_arn=role("again", everything)), STREAM, "lost\n")
     writer(spec_for("h.echo", name="fn", role_arn=role("again2", everything)), STREAM, "kept\n")
     assert events(group) == ["kept"]
+
+
+def test_a_line_ends_at_a_newline_only_as_lambda_splits_output(moto_aws: None) -> None:
+    group = function_logs.log_group_name(NAMES.save_function)
+    boto3.client("logs", region_name=NAMES.region).create_log_group(logGroupName=group)
+    spec = spec_for(
+        "h.echo",
+        name=NAMES.save_function,
+        role_arn=role("save", policies.save_function_policy(NAMES)),
+    )
+    # A JSON line keeps U+2028 and U+0085 raw (ensure_ascii=False); Lambda's logging
+    # handler joins a traceback's lines with \r to keep a record in one event.
+    record = json.dumps({"message": "record done", "key": "a\u2028b\x85c.jpg"}, ensure_ascii=False)
+    traceback = "[ERROR] boom\rTraceback (most recent call last):\r  File x"
+    FunctionLogWriter(NAMES.account, NAMES.region)(spec, STREAM, f"{record}\n{traceback}\n")
+    lines = events(group)
+    assert lines == [record, traceback]
+    assert json.loads(lines[0])["key"] == "a\u2028b\x85c.jpg"

@@ -10,13 +10,16 @@ moto's Logs backend in process, so ``aws logs tail /aws/lambda/<name>`` works lo
 a missing logging permission shows as missing logs, as it would on AWS.
 
 Each line is one event (Lambda's START, END and REPORT lines included), stamped with the
-time it is written. The writes change moto's state outside any request, so they run
-through ``mutate``, which the server points at whatever serialises changes with its
-snapshots (the journal's mutation lock); reading the role's policies does not need it.
-A refusal is logged once per function and reason, not per invocation.
-moto keeps every event it is given (it enforces no retention), so the log groups grow with
-use; they are saved with the rest of the state. The moto names used here are checked by
-:func:`missing_internals`.
+time it is written. Lines end at ``\\n`` only, as Lambda splits a function's output: a
+``\\r`` (which Lambda's own Python logging handler puts in place of a traceback's newlines
+to keep a record in one event) or a Unicode line separator inside a JSON line (which
+``json.dumps(..., ensure_ascii=False)`` leaves as it is) stays in its event. The writes
+change moto's state outside any request, so they run through ``mutate``, which the server
+points at whatever serialises changes with its snapshots (the journal's mutation lock);
+reading the role's policies does not need it. A refusal is logged once per function and
+reason, not per invocation. moto keeps every event it is given (it enforces no retention),
+so the log groups grow with use; they are saved with the rest of the state. The moto names
+used here are checked by :func:`missing_internals`.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ class FunctionLogWriter:
         if not self._allowed(spec, "logs:PutLogEvents", stream_arn):
             return
         now_ms = int(self._clock() * 1000)
-        events = [{"timestamp": now_ms, "message": line} for line in text.splitlines() if line]
+        events = [{"timestamp": now_ms, "message": line} for line in text.split("\n") if line]
         if events:
             self._mutate(lambda: self._put(backend, group, stream, events))
 
