@@ -39,7 +39,8 @@ def readme_commands() -> list[str]:
 
 def test_the_readme_has_runnable_examples_of_every_command() -> None:
     commands = readme_commands()
-    for name in ("bootstrap", "destroy", "stack", "upload", "list", "show", "delete", "local"):
+    names = "bootstrap destroy stack upload list show delete doctor reconcile events logs local"
+    for name in names.split():
         assert any(f" {name}" in command for command in commands), name
 
 

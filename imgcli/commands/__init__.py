@@ -3,7 +3,10 @@
 - ``stack``: ``config``, ``bootstrap``, ``destroy``, ``stack``;
 - ``local``: ``local start|stop|status|reset``;
 - ``upload``: ``upload``;
-- ``gallery``: ``list``, ``show``, ``delete``.
+- ``gallery``: ``list``, ``show``, ``delete``;
+- ``integrity``: ``doctor``, ``reconcile``;
+- ``events``: ``events list|replay|purge`` (the failed-events queue);
+- ``logs``: ``logs`` (the functions' CloudWatch Logs).
 
 Each follows one shape (``Annotated`` options, a docstring that is the help text with an
 example, one call into a service, one render) on the frame of ``imgcli.commands.frame``,
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import typer
 
-from imgcli.commands import gallery, local, stack, upload
+from imgcli.commands import events, gallery, integrity, local, logs, stack, upload
 from imgcli.commands.frame import use_frame_classes
 
 
@@ -29,4 +32,7 @@ def register_all(app: typer.Typer) -> None:
     local.register(app)
     upload.register(app)
     gallery.register(app)
+    integrity.register(app)
+    events.register(app)
+    logs.register(app)
     use_frame_classes(app)
