@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from imgcli.lambdas import save_delete
 from imgcli.lambdas.logs import JsonLogger
 from imgcli.lambdas.save_delete import Indexer
 
@@ -106,6 +107,15 @@ def versioned_bucket(s3_client: Any) -> str:
     s3_client.create_bucket(Bucket=name)
     s3_client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     return name
+
+
+@pytest.fixture
+def deployed_save_function(monkeypatch: pytest.MonkeyPatch, table_name: str, bucket: str) -> None:
+    """The save function's ``handler`` as Lambda runs it: no clients made yet, and the
+    environment bootstrap gives it (its table and its bucket)."""
+    monkeypatch.setattr(save_delete, "_clients", {})
+    monkeypatch.setenv("TABLE_NAME", table_name)
+    monkeypatch.setenv("BUCKET_NAME", bucket)
 
 
 #: The save function's clock in its tests (``indexer``): tombstones expire from here.

@@ -103,6 +103,20 @@ def local_client(stack: dict[str, Any], service: str) -> Any:
     )
 
 
+def failed_queue_depth(stack: dict[str, Any]) -> tuple[int, int]:
+    """The stack's failed-events queue: (messages visible, messages held by a reader)."""
+    sqs = local_client(stack, "sqs")
+    url = sqs.get_queue_url(QueueName=stack["failed_events_queue"])["QueueUrl"]
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return (
+        int(attributes["ApproximateNumberOfMessages"]),
+        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+    )
+
+
 def create_http_api(apis: Any, name: str, function_arn: str, routes: dict[str, str]) -> str:
     """An HTTP API in moto whose ``routes`` (route key: authorization type) all call
     ``function_arn`` through a payload 2.0 proxy integration, with a ``$default`` stage;

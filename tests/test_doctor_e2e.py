@@ -22,7 +22,14 @@ import pytest
 
 from imgcli.localcloud.health import nobody_listens
 from tests.images import image_bytes
-from tests.localstack import bootstrap, free_port, local_client, local_cloud_env, run_imgcli
+from tests.localstack import (
+    bootstrap,
+    failed_queue_depth,
+    free_port,
+    local_client,
+    local_cloud_env,
+    run_imgcli,
+)
 
 INDEXED = "doctor/indexed.png"
 FAILED = "doctor/failed.png"
@@ -59,15 +66,6 @@ def doctor(stack: dict[str, Any]) -> tuple[int, dict[str, dict[str, str]], dict[
         "function errors",
     ], done.stderr
     return done.returncode, {c["name"]: c for c in document["checks"]}, document
-
-
-def queue_depth(stack: dict[str, Any]) -> int:
-    sqs = local_client(stack, "sqs")
-    url = sqs.get_queue_url(QueueName=stack["failed_events_queue"])["QueueUrl"]
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"])
 
 
 def indexed(stack: dict[str, Any], key: str) -> bool:
@@ -124,7 +122,7 @@ def test_doctor_finds_drift_and_the_fixes_it_names_clear_it(stack: dict[str, Any
     }
     iam.put_role_policy(RoleName=role, PolicyName=DENY, PolicyDocument=json.dumps(deny))
     s3.put_object(Bucket=bucket, Key=FAILED, Body=image_bytes("PNG", (8, 8)))
-    wait_for(lambda: queue_depth(stack) == 1, "the failed event in the failed-events queue")
+    wait_for(lambda: failed_queue_depth(stack)[0] == 1, "the failed event in the failed queue")
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
     s3.put_object(Bucket=bucket, Key=UNNOTIFIED, Body=image_bytes("JPEG", (20, 10)))
     s3.delete_object(Bucket=bucket, Key=INDEXED)
@@ -148,7 +146,7 @@ def test_doctor_finds_drift_and_the_fixes_it_names_clear_it(stack: dict[str, Any
     errors = checks["function errors"]
     assert errors["status"] == "warning"
     assert "AccessDenied" in errors["detail"]
-    assert queue_depth(stack) == 1  # doctor read the queue and left the message visible
+    assert failed_queue_depth(stack)[0] == 1  # doctor read the queue and left the message visible
 
     table = run_imgcli(env, "doctor")
     assert table.returncode == 1

@@ -90,6 +90,7 @@ def test_the_stack_gives_the_save_function_its_bucket() -> None:
 
 
 def test_without_its_bucket_the_function_fails_loudly_and_writes_nothing(
+    deployed_save_function: None,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     s3_client: Any,
@@ -98,9 +99,7 @@ def test_without_its_bucket_the_function_fails_loudly_and_writes_nothing(
     bucket: str,
 ) -> None:
     # A function deployed before BUCKET_NAME existed: its events go to the failed queue.
-    monkeypatch.setattr(save_delete, "_clients", {})
-    monkeypatch.setenv("TABLE_NAME", table_name)
-    monkeypatch.delenv("BUCKET_NAME", raising=False)
+    monkeypatch.delenv("BUCKET_NAME")
     event = created(s3_client, bucket, "old-stack.png", image_bytes("PNG"), "40")
     with pytest.raises(MissingConfiguration, match="run imgcli bootstrap"):
         save_delete.handler(event, None)

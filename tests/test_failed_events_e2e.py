@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 
 from tests.images import image_bytes
-from tests.localstack import bootstrap, local_client, local_cloud_env, run_imgcli
+from tests.localstack import (
+    bootstrap,
+    failed_queue_depth,
+    local_client,
+    local_cloud_env,
+    run_imgcli,
+)
 
 KEYS = ("failed/first image.png", "failed/second+one.png")
 DENY = "deny-index-writes"
@@ -38,19 +44,6 @@ def wait_for(check: Any, what: str, timeout_s: float = 60.0) -> Any:
         assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"
         time.sleep(0.2)
     return found
-
-
-def queue_depth(stack: dict[str, Any]) -> tuple[int, int]:
-    sqs = local_client(stack, "sqs")
-    url = sqs.get_queue_url(QueueName=stack["failed_events_queue"])["QueueUrl"]
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return (
-        int(attributes["ApproximateNumberOfMessages"]),
-        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-    )
 
 
 def save_role(stack: dict[str, Any]) -> str:
@@ -73,7 +66,7 @@ def test_failed_events_are_listed_kept_when_failing_and_replayed(stack: dict[str
     iam.put_role_policy(RoleName=role, PolicyName=DENY, PolicyDocument=json.dumps(deny))
     for key in KEYS:
         s3.put_object(Bucket=stack["bucket"], Key=key, Body=image_bytes("PNG", (16, 12)))
-    wait_for(lambda: queue_depth(stack) == (2, 0), "both events in the failed-events queue")
+    wait_for(lambda: failed_queue_depth(stack) == (2, 0), "both events in the failed-events queue")
 
     listed = run_imgcli(env, "events", "list", "--json")
     assert listed.returncode == 0, listed.stderr
@@ -86,7 +79,7 @@ def test_failed_events_are_listed_kept_when_failing_and_replayed(stack: dict[str
         assert "AccessDenied" in event["error_message"]
         assert event["function"] == stack["functions"]["save_delete"]
         assert event["event_time"] and event["age_s"] >= 0
-    assert queue_depth(stack) == (2, 0)  # listing consumed nothing and hides nothing
+    assert failed_queue_depth(stack) == (2, 0)  # listing consumed nothing and hides nothing
 
     table = run_imgcli(env, "events", "list")
     assert table.returncode == 0, table.stderr
@@ -109,13 +102,13 @@ def test_failed_events_are_listed_kept_when_failing_and_replayed(stack: dict[str
             "held_elsewhere": 0,
         }
     }
-    assert queue_depth(stack) == (2, 0)  # the one that failed again stays, visible
+    assert failed_queue_depth(stack) == (2, 0)  # the one that failed again stays, visible
     told = run_imgcli(env, "events", "replay", first)
     assert told.returncode == 1
     assert first in told.stdout and "failed" in told.stdout and "AccessDenied" in told.stdout
     assert "replayed 0 of 1 failed event: 1 failed again" in told.stderr
     assert "1 of 1 failed event not replayed" in told.stderr
-    assert queue_depth(stack) == (2, 0)
+    assert failed_queue_depth(stack) == (2, 0)
 
     iam.delete_role_policy(RoleName=role, PolicyName=DENY)
     replayed = run_imgcli(env, "events", "replay", "--json")
@@ -123,7 +116,7 @@ def test_failed_events_are_listed_kept_when_failing_and_replayed(stack: dict[str
     *outcomes, summary = json_lines(replayed.stdout)
     assert sorted(o["status"] for o in outcomes) == ["replayed", "replayed"]
     assert summary["summary"]["replayed"] == 2
-    assert queue_depth(stack) == (0, 0)
+    assert failed_queue_depth(stack) == (0, 0)
     for key in KEYS:
         shown = run_imgcli(env, "show", key, "--json")
         assert shown.returncode == 0, shown.stderr
@@ -143,9 +136,9 @@ def test_purge_asks_first_and_deletes_what_it_counted(stack: dict[str, Any]) -> 
     refused = run_imgcli(env, "events", "purge")
     assert refused.returncode == 2  # no terminal to ask on, and no --yes
     assert "--yes" in refused.stderr
-    assert queue_depth(stack) == (2, 0)
+    assert failed_queue_depth(stack) == (2, 0)
 
     purged = run_imgcli(env, "events", "purge", "--yes", "--json")
     assert purged.returncode == 0, purged.stderr
     assert json_lines(purged.stdout) == [{"summary": {"counted": 2, "deleted": 2}}]
-    assert queue_depth(stack) == (0, 0)
+    assert failed_queue_depth(stack) == (0, 0)

@@ -22,7 +22,15 @@ from botocore.credentials import Credentials
 
 from imgcli.config import LOCAL_REGION
 from tests import hostile_images as hostile
-from tests.localstack import KEY, SECRET, bootstrap, local_client, local_cloud_env, run_imgcli
+from tests.localstack import (
+    KEY,
+    SECRET,
+    bootstrap,
+    failed_queue_depth,
+    local_client,
+    local_cloud_env,
+    run_imgcli,
+)
 
 PREFIX = "hostile/"
 HTTP = urllib3.PoolManager()
@@ -85,16 +93,7 @@ def test_every_hostile_file_is_indexed_and_the_client_agrees(
         "over the pixel limit"
     )
 
-    sqs = local_client(stack, "sqs")
-    queue = sqs.get_queue_url(QueueName=f"imgcli-{local_env['IMGCLI_STACK']}-failed-events")
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=queue["QueueUrl"],
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    assert attributes == {
-        "ApproximateNumberOfMessages": "0",
-        "ApproximateNumberOfMessagesNotVisible": "0",
-    }
+    assert failed_queue_depth(stack) == (0, 0)
 
     folder = tmp_path / "corpus"
     folder.mkdir()

@@ -35,7 +35,13 @@ import pytest
 from imgcli.localcloud import process
 from imgcli.localcloud.worker_pool import WORKER_SCRIPT
 from tests.images import image_bytes
-from tests.localstack import bootstrap, local_client, local_cloud_env, run_imgcli
+from tests.localstack import (
+    bootstrap,
+    failed_queue_depth,
+    local_client,
+    local_cloud_env,
+    run_imgcli,
+)
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="finds the workers through /proc"
@@ -144,19 +150,6 @@ def indexed(stack: dict[str, Any], key: str) -> bool:
     return bool(item.get("Item", {}).get("status", {}).get("S") == "active")
 
 
-def queue_depth(stack: dict[str, Any]) -> tuple[int, int]:
-    sqs = local_client(stack, "sqs")
-    url = sqs.get_queue_url(QueueName=stack["failed_events_queue"])["QueueUrl"]
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return (
-        int(attributes["ApproximateNumberOfMessages"]),
-        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-    )
-
-
 def json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -209,7 +202,7 @@ def test_an_invocation_whose_worker_is_killed_is_retried_on_a_new_worker(
     assert len(killed_in) == 1, "the runtime saw the worker die under the invocation"
     done_in = logged_done(stack, RETRIED)
     assert done_in and not done_in & killed_in  # indexed by another worker: a retry
-    assert queue_depth(stack) == (0, 0)
+    assert failed_queue_depth(stack) == (0, 0)
 
 
 def test_a_killed_invocation_past_its_retries_is_found_and_repaired(
@@ -230,7 +223,7 @@ def test_a_killed_invocation_past_its_retries_is_found_and_repaired(
     )
     try:
         upload_to_a_killed_worker(stack, EXHAUSTED, "killed/warm-2.png")
-        wait_for(lambda: queue_depth(stack) == (1, 0), "the killed event in the failed queue")
+        wait_for(lambda: failed_queue_depth(stack) == (1, 0), "the killed event, queued")
     finally:
         functions.delete_function_event_invoke_config(FunctionName=save)
         functions.put_function_event_invoke_config(FunctionName=save, **as_bootstrapped)
@@ -263,7 +256,7 @@ def test_a_killed_invocation_past_its_retries_is_found_and_repaired(
     replayed = run_imgcli(env, "events", "replay", "--json")
     assert replayed.returncode == 0, replayed.stderr
     assert json_lines(replayed.stdout)[-1]["summary"]["replayed"] == 1
-    assert queue_depth(stack) == (0, 0)
+    assert failed_queue_depth(stack) == (0, 0)
 
     code, checks = doctor(stack)
     assert code == 0, checks

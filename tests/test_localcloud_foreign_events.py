@@ -20,7 +20,13 @@ import pytest
 
 from tests.eventdata import s3_event
 from tests.images import image_bytes
-from tests.localstack import bootstrap, local_client, local_cloud_env, run_imgcli
+from tests.localstack import (
+    bootstrap,
+    failed_queue_depth,
+    local_client,
+    local_cloud_env,
+    run_imgcli,
+)
 
 KEY = "same/key.png"
 OTHER_BUCKET = "someone-elses-bucket"
@@ -64,7 +70,7 @@ def foreign_lines(stack: dict[str, Any]) -> list[dict[str, Any]]:
 def test_events_for_another_bucket_change_nothing(stack: dict[str, Any], tmp_path: Path) -> None:
     env = stack["env"]
     s3, dynamodb = local_client(stack, "s3"), local_client(stack, "dynamodb")
-    functions, sqs = local_client(stack, "lambda"), local_client(stack, "sqs")
+    functions = local_client(stack, "lambda")
     s3.put_object(Bucket=stack["bucket"], Key=KEY, Body=image_bytes("PNG", (32, 24)))
 
     def indexed() -> dict[str, Any] | None:
@@ -104,12 +110,4 @@ def test_events_for_another_bucket_change_nothing(stack: dict[str, Any], tmp_pat
     again = run_imgcli(env, "show", KEY, "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == json.loads(shown.stdout)
-    queue_url = sqs.get_queue_url(QueueName=stack["failed_events_queue"])["QueueUrl"]
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    assert attributes == {
-        "ApproximateNumberOfMessages": "0",
-        "ApproximateNumberOfMessagesNotVisible": "0",
-    }
+    assert failed_queue_depth(stack) == (0, 0)

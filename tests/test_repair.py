@@ -291,15 +291,8 @@ def test_at_most_max_keys_are_accepted() -> None:
 
 
 def test_the_handler_answers_a_repair_with_its_clients_and_time(
-    monkeypatch: pytest.MonkeyPatch,
-    s3_client: Any,
-    dynamodb_client: Any,
-    table_name: str,
-    bucket: str,
+    deployed_save_function: None, s3_client: Any, dynamodb_client: Any, bucket: str
 ) -> None:
-    monkeypatch.setattr(save_delete, "_clients", {})
-    monkeypatch.setenv("TABLE_NAME", table_name)
-    monkeypatch.setenv("BUCKET_NAME", bucket)
     upload(s3_client, bucket, "h.png", image_bytes("PNG"))
     context = type(
         "Context",

@@ -372,15 +372,12 @@ def test_log_lines_are_json(
 
 
 def test_handler_builds_its_clients_lazily_and_once(
-    monkeypatch: pytest.MonkeyPatch,
+    deployed_save_function: None,
     s3_client: Any,
     dynamodb_client: Any,
     table_name: str,
     bucket: str,
 ) -> None:
-    monkeypatch.setattr(save_delete, "_clients", {})
-    monkeypatch.setenv("TABLE_NAME", table_name)
-    monkeypatch.setenv("BUCKET_NAME", bucket)
     context = type("Context", (), {"aws_request_id": "req-1"})()
     event = created(s3_client, bucket, "h.png", image_bytes("PNG"), "90")
     assert save_delete.handler(event, context) == {"active": 1}
