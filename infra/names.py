@@ -3,10 +3,12 @@
 Every name is a pure function of (stack, account, region), so a re-run finds what an
 earlier run created without having to remember it, and two stacks never collide.
 
-Bucket names are global across all AWS accounts, so the bucket carries the account id and
-region (``imgcli-<stack>-<account>-<region>``); a name still taken by someone else is
-reported by bootstrap as such, never silently swapped. Names over S3's 63-character limit
-keep a readable head and end in a short hash of the full name, so they stay unique.
+Bucket names are global across all AWS accounts, so the buckets carry the account id and
+region (``imgcli-<stack>-<account>-<region>`` for the gallery,
+``imgcli-<stack>-thumbs-<account>-<region>`` for its thumbnails); a name still taken by
+someone else is reported by bootstrap as such, never silently swapped. Names over S3's
+63-character limit keep a readable head and end in a short hash of the full name, so they
+stay unique.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ def check_stack_name(stack: str) -> str:
     return stack
 
 
+def _bucket_name(name: str) -> str:
+    """``name``, or a readable head of it and a hash of the whole when over S3's limit."""
+    if len(name) <= _BUCKET_MAX:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: _BUCKET_MAX - 9].rstrip('-')}-{digest}"
+
+
 @dataclass(frozen=True)
 class StackNames:
     """Every resource name of one stack in one account and region."""
@@ -56,11 +66,13 @@ class StackNames:
 
     @property
     def bucket(self) -> str:
-        name = f"{self.prefix}-{self.account}-{self.region}"
-        if len(name) <= _BUCKET_MAX:
-            return name
-        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-        return f"{name[: _BUCKET_MAX - 9].rstrip('-')}-{digest}"
+        """The gallery: the images people upload, versioned; the source of truth."""
+        return _bucket_name(f"{self.prefix}-{self.account}-{self.region}")
+
+    @property
+    def thumbnails_bucket(self) -> str:
+        """The save function's thumbnails: derived data, the only place it may write."""
+        return _bucket_name(f"{self.prefix}-thumbs-{self.account}-{self.region}")
 
     @property
     def table(self) -> str:
@@ -103,6 +115,10 @@ class StackNames:
     @property
     def bucket_arn(self) -> str:
         return f"arn:{self.partition}:s3:::{self.bucket}"
+
+    @property
+    def thumbnails_bucket_arn(self) -> str:
+        return f"arn:{self.partition}:s3:::{self.thumbnails_bucket}"
 
     @property
     def table_arn(self) -> str:

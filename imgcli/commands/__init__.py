@@ -3,7 +3,10 @@
 - ``stack``: ``config``, ``bootstrap``, ``destroy``, ``stack``;
 - ``local``: ``local start|stop|status|reset``;
 - ``upload``: ``upload``;
+- ``download``: ``download``;
 - ``gallery``: ``list``, ``show``, ``delete``;
+- ``versions``: ``versions``, ``restore``;
+- ``share``: ``url``;
 - ``integrity``: ``doctor``, ``reconcile``;
 - ``events``: ``events list|replay|purge`` (the failed-events queue);
 - ``logs``: ``logs`` (the functions' CloudWatch Logs).
@@ -22,7 +25,18 @@ from __future__ import annotations
 
 import typer
 
-from imgcli.commands import events, gallery, integrity, local, logs, stack, upload
+from imgcli.commands import (
+    download,
+    events,
+    gallery,
+    integrity,
+    local,
+    logs,
+    share,
+    stack,
+    upload,
+    versions,
+)
 from imgcli.commands.frame import use_frame_classes
 
 
@@ -31,7 +45,10 @@ def register_all(app: typer.Typer) -> None:
     stack.register(app)
     local.register(app)
     upload.register(app)
+    download.register(app)
     gallery.register(app)
+    versions.register(app)
+    share.register(app)
     integrity.register(app)
     events.register(app)
     logs.register(app)
