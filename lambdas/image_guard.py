@@ -125,6 +125,12 @@ class GuardedStream(SizedStream):
                 self._position = position
         return self._whole
 
+    def release(self) -> None:
+        """Close ``stream`` and drop the copy ``getvalue`` made: the caller's bytes can go
+        once the image is decoded (the save function's stream holds a whole object)."""
+        self._whole = None
+        self._stream.close()
+
     def raise_failure(self) -> None:
         """Raise the stream's own failure, if it had one: it decides, not Pillow's verdict."""
         if self.failure is not None:

@@ -280,7 +280,7 @@ def describe_image(
             None,
         )
     if failure is not None:
-        raise InvalidImage(_reason(failure.reason, warned.messages)) from None
+        raise InvalidImage(readable_reason(failure.reason, warned.messages)) from None
     return details
 
 
@@ -445,7 +445,7 @@ def _corrupt(exc: BaseException, *, opened: bool) -> str:
     return f"truncated or corrupt image: {text}" if opened else f"corrupt image: {text}"
 
 
-def _reason(reason: str, warned: list[str]) -> str:
+def readable_reason(reason: str, warned: list[str]) -> str:
     """``reason`` with what Pillow warned about, printable and short enough to store."""
     if warned:
         reason += " (Pillow warned: " + "; ".join(warned) + ")"
