@@ -1,6 +1,14 @@
-"""The handler for the image bucket (S3), the one storage kind that holds the user's
-images: one of the kinds ``infra.storage_handlers`` puts together. Its notification
-configuration is a kind of its own (``infra.notification_handlers``).
+"""The handlers for the stack's two buckets (S3): the gallery, which holds the user's
+images, and the thumbnails bucket, which holds what the save function derives from them;
+kinds ``infra.storage_handlers`` puts together. The gallery's notification configuration
+is a kind of its own (``infra.notification_handlers``).
+
+Both buckets are created, read and configured by the same code (``BucketHandler``); they
+differ only at destroy. The gallery is kept, and destroy refused before any step, while it
+holds anything, unless images are to be deleted (``holds_objects``). Thumbnails can be made
+again from the images, so ``ThumbnailsBucketHandler`` always empties its bucket and never
+holds destroy up: it keeps no bucket the gallery's decision would not keep, because that
+refusal comes at planning, before any step runs.
 
 What creating it, reading it back canonically and deleting it take:
 
@@ -113,13 +121,20 @@ def name_taken(name: str) -> BucketNameTaken:
     )
 
 
+def xml_safe(key: str) -> bool:
+    """Whether ``key`` survives an XML 1.0 body as it is: no control character (a tab and
+    a newline would, but a carriage return becomes a newline, so all go alike)."""
+    return not any(ord(character) < 0x20 for character in key)
+
+
 def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
 class BucketHandler:
-    """The image bucket: created in the right region, locked down, versioned, emptied on request.
+    """A bucket of the stack: created in the right region, locked down (and versioned as its
+    resource says), emptied on request.
 
     ``page_size`` is how many object versions one listing returns while emptying the bucket
     (S3's maximum, also the most one DeleteObjects takes); tests lower it to cross pages.
@@ -345,7 +360,13 @@ class BucketHandler:
             ]
             if not entries:
                 return
-            for batch in batches(entries, S3_BATCH_LIMIT):
+            # DeleteObjects is an XML body, which cannot carry most control characters:
+            # such keys (possible since S3 takes any UTF-8) go one request each.
+            lone = [entry for entry in entries if not xml_safe(entry["Key"])]
+            for entry in lone:
+                self._client.delete_object(Bucket=name, **entry)
+            safe = [entry for entry in entries if xml_safe(entry["Key"])]
+            for batch in batches(safe, S3_BATCH_LIMIT):
                 self._delete_objects(name, batch)
 
     def _delete_objects(self, name: str, objects: Sequence[Mapping[str, str]]) -> None:
@@ -372,3 +393,27 @@ class BucketHandler:
             ("NoSuchUpload",),
             lambda: self._client.abort_multipart_upload(Bucket=name, Key=key, UploadId=upload_id),
         )
+
+
+class ThumbnailsBucketHandler:
+    """The thumbnails bucket: a ``BucketHandler`` whose ``delete`` always empties it first.
+
+    It has no ``holds_objects`` on purpose: derived data never makes destroy refuse
+    (``infra.plan.plan_destroy`` asks only the kinds that have it).
+    """
+
+    def __init__(self, buckets: BucketHandler) -> None:
+        self._buckets = buckets
+
+    def read(self, name: str) -> Observed | None:
+        return self._buckets.read(name)
+
+    def create(self, resource: Resource, refs: Mapping[str, str]) -> Mapping[str, str]:
+        return self._buckets.create(resource, refs)
+
+    def update(self, resource: Resource, setting: str, refs: Mapping[str, str]) -> None:
+        self._buckets.update(resource, setting, refs)
+
+    def delete(self, name: str, *, delete_images: bool) -> None:
+        # Thumbnails are derived: emptied whatever destroy was told about the images.
+        self._buckets.delete(name, delete_images=True)

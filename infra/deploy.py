@@ -60,6 +60,7 @@ class StackDescription:
     account: str | None
     endpoint_url: str | None
     bucket: str | None
+    thumbnails_bucket: str | None
     table: str | None
     functions: dict[str, str]
     api_id: str | None
@@ -75,6 +76,7 @@ class StackDescription:
             "account": self.account,
             "endpoint_url": self.endpoint_url,
             "bucket": self.bucket,
+            "thumbnails_bucket": self.thumbnails_bucket,
             "table": self.table,
             "functions": self.functions,
             "api_id": self.api_id,
@@ -342,6 +344,7 @@ def describe_state(state: StackState) -> StackDescription:
         account=state.account,
         endpoint_url=state.endpoint_url,
         bucket=outputs.get("bucket"),
+        thumbnails_bucket=outputs.get("thumbnails_bucket"),
         table=outputs.get("table"),
         functions={
             role: outputs[key]
@@ -367,6 +370,7 @@ def _function_code(target: Target, architecture: Architecture) -> FunctionCode:
 def _record_outputs(names: StackNames) -> dict[str, str]:
     return {
         "bucket": names.bucket,
+        "thumbnails_bucket": names.thumbnails_bucket,
         "table": names.table,
         "save_function": names.save_function,
         "retrieve_function": names.retrieve_function,

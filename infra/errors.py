@@ -57,6 +57,10 @@ class BucketNameTaken(StackUsageError):
     """The bucket name exists in another account (names are global)."""
 
 
+class ResourceOfAnotherStack(StackUsageError):
+    """A resource of this stack's name is tagged as another imgcli stack's."""
+
+
 class BucketNotEmpty(StackUsageError):
     """destroy would have to delete images; ``--delete-images`` says it may."""
 

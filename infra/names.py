@@ -6,7 +6,9 @@ earlier run created without having to remember it, and two stacks never collide.
 Bucket names are global across all AWS accounts, so the buckets carry the account id and
 region (``imgcli-<stack>-<account>-<region>`` for the gallery,
 ``imgcli-<stack>-thumbs-<account>-<region>`` for its thumbnails); a name still taken by
-someone else is reported by bootstrap as such, never silently swapped. Names over S3's
+someone else is reported by bootstrap as such, never silently swapped, and stack names
+ending in ``-thumbs`` are refused, since ``x-thumbs``'s gallery would be named as ``x``'s
+thumbnails. Names over S3's
 63-character limit keep a readable head and end in a short hash of the full name, so they
 stay unique.
 """
@@ -26,11 +28,23 @@ TAG_KEY: Final = "imgcli:stack"
 _BUCKET_MAX: Final = 63
 
 
+#: Stack ``x``'s thumbnails bucket is ``imgcli-x-thumbs-...``, which would be the gallery
+#: bucket of a stack named ``x-thumbs``: such names are not taken.
+RESERVED_SUFFIX: Final = "-thumbs"
+
+
 def check_stack_name(stack: str) -> str:
     if not STACK_NAME.fullmatch(stack) or stack.endswith("-") or "--" in stack:
         raise InvalidStackName(
             f"stack name {stack!r} must be 1-23 characters of lower-case letters, digits and "
             "single hyphens, starting with a letter",
+            hint="choose another name with --stack or IMGCLI_STACK",
+        )
+    if stack.endswith(RESERVED_SUFFIX):
+        base = stack.removesuffix(RESERVED_SUFFIX)
+        raise InvalidStackName(
+            f"stack name {stack!r} may not end in {RESERVED_SUFFIX!r}: its bucket would be named "
+            f"like the thumbnails bucket of stack '{base}'",
             hint="choose another name with --stack or IMGCLI_STACK",
         )
     return stack

@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from imgcli.infra.errors import BucketNameTaken, BucketNotEmpty
+from imgcli.infra.errors import BucketNameTaken, BucketNotEmpty, ResourceOfAnotherStack
 from imgcli.infra.handlers import Handlers, HoldsObjects, Observed, resolved
+from imgcli.infra.names import TAG_KEY
 from imgcli.infra.resources import Ref, Resource
 from imgcli.infra.state import StackState
 
@@ -60,12 +61,33 @@ def plan_bootstrap(desired: Sequence[Resource], handlers: Handlers) -> Plan:
         if observed is None:
             steps.append(Step("create", resource))
             continue
+        owner = other_stack(resource, observed)
+        if owner is not None:
+            raise ResourceOfAnotherStack(
+                f"{resource.label} belongs to imgcli stack '{owner}' (its {TAG_KEY} tag)",
+                hint="choose another stack name with --stack or IMGCLI_STACK",
+            )
         outputs.update(observed.outputs)
         steps.extend(
             Step("update", resource, setting)
             for setting in _settings_that_differ(resource, observed, outputs)
         )
     return Plan(tuple(steps), outputs)
+
+
+def other_stack(resource: Resource, observed: Observed) -> str | None:
+    """The imgcli stack ``observed`` is tagged as, if not ``resource``'s own.
+
+    Names follow the stack name, so two stacks' names can meet only by a collision (or a
+    hand-made resource); adopting it would let one stack's bootstrap rewrite, and its
+    destroy empty, what another stack keeps.
+    """
+    wanted = resource.settings.get("tags")
+    found = observed.settings.get("tags")
+    if not isinstance(wanted, Mapping) or not isinstance(found, Mapping):
+        return None
+    owner = found.get(TAG_KEY)
+    return str(owner) if owner is not None and owner != wanted.get(TAG_KEY) else None
 
 
 def _settings_that_differ(
@@ -104,8 +126,8 @@ def plan_destroy(desired: Sequence[Resource], handlers: Handlers, *, delete_imag
             observed = handlers[resource.kind].read(resource.name)
         except BucketNameTaken:
             continue  # someone else's bucket: not ours to delete
-        if observed is None:
-            continue
+        if observed is None or other_stack(resource, observed) is not None:
+            continue  # absent, or another stack's: not ours to delete
         handler = handlers[resource.kind]
         holds_images = isinstance(handler, HoldsObjects) and handler.holds_objects(resource.name)
         if holds_images and not delete_images:

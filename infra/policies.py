@@ -4,15 +4,22 @@ Each function's role allows exactly the actions its code calls, on exactly its r
 
 * save/delete reads images (``s3:GetObject``, ``s3:GetObjectVersion``: events name
   versions) and needs ``s3:ListBucket`` so that a vanished key answers 404, not 403. It
-  writes items (``dynamodb:GetItem``, ``dynamodb:PutItem`` on the table). It has no S3
-  write or delete action, so it can never trigger itself. Lambda's on-failure destination
-  sends with the function's role, hence ``sqs:SendMessage`` on the stack's queue.
+  writes items (``dynamodb:GetItem``, ``dynamodb:PutItem`` on the table). It writes and
+  deletes thumbnails (``s3:PutObject``, ``s3:DeleteObject``) in the thumbnails bucket
+  only, which sends no events: the gallery bucket stays read-only to it, so it can never
+  trigger itself. It gets no ``s3:ListBucket`` there: it names every thumbnail key
+  itself and never needs a 404 from that bucket. Lambda's on-failure destination sends
+  with the function's role, hence ``sqs:SendMessage`` on the stack's queue.
 * retrieve reads one item from the table (``dynamodb:GetItem``) and lists through the
-  status index (``dynamodb:Query`` on that index only).
+  status index (``dynamodb:Query`` on that index only). It presigns GET URLs for images
+  and thumbnails; a presigned URL carries the signer's permissions, so the role holds
+  ``s3:GetObject`` on both buckets' objects. The URLs leave out ``versionId`` (they name
+  the current object), so ``s3:GetObjectVersion`` is not granted.
 * Both write logs into their own log group only. Bootstrap creates the group (with a
   retention period), so ``logs:CreateLogGroup`` is not granted at all.
 
-No statement uses a ``*`` action, and no resource is ``*``.
+No statement uses a ``*`` action, and no resource is ``*``. Both buckets carry the same
+bucket policy (``bucket_policy``) when the stack requires TLS.
 """
 
 from __future__ import annotations
@@ -74,6 +81,12 @@ def save_function_policy(names: StackNames) -> Document:
                 "Resource": names.table_arn,
             },
             {
+                "Sid": "WriteThumbnails",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:DeleteObject"],
+                "Resource": f"{names.thumbnails_bucket_arn}/*",
+            },
+            {
                 "Sid": "ReportFailedEvents",
                 "Effect": "Allow",
                 "Action": "sqs:SendMessage",
@@ -100,13 +113,20 @@ def retrieve_function_policy(names: StackNames) -> Document:
                 "Action": "dynamodb:Query",
                 "Resource": f"{names.table_arn}/index/{STATUS_INDEX}",
             },
+            {
+                "Sid": "ReadForLinks",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": [f"{names.bucket_arn}/*", f"{names.thumbnails_bucket_arn}/*"],
+            },
             _logs_statement(names, names.retrieve_function),
         ],
     }
 
 
-def bucket_policy(names: StackNames) -> Document:
-    """Refuses every request that does not use TLS, on the bucket and on its objects."""
+def bucket_policy(bucket_arn: str) -> Document:
+    """Refuses every request that does not use TLS, on the bucket ``bucket_arn`` and on its
+    objects."""
     return {
         "Version": VERSION,
         "Statement": [
@@ -115,7 +135,7 @@ def bucket_policy(names: StackNames) -> Document:
                 "Effect": "Deny",
                 "Principal": "*",
                 "Action": "s3:*",
-                "Resource": [names.bucket_arn, f"{names.bucket_arn}/*"],
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}},
             }
         ],

@@ -6,6 +6,15 @@ its *settings* in a canonical form: the handler for that kind (``infra.handlers`
 the live resource back into exactly this form, so the planner finds what differs by
 comparing dictionaries, setting by setting, and a second bootstrap plans nothing.
 
+The stack has two buckets. The gallery holds the images: versioned, the source of truth,
+and destroy keeps it (with everything else) while it holds any unless told to delete
+them. The thumbnails bucket holds what the save function derives from them: hardened the
+same way, but **not versioned** (an overwritten or deleted thumbnail can be made again
+from its image, so keeping old ones would only cost money) and with no notification (the
+function's writes there trigger nothing). It is its own kind (``Kind.THUMBNAILS_BUCKET``)
+because destroy treats it differently: it empties it without asking and never refuses
+because of it.
+
 The list is in creation order; destroy walks it backwards. The order encodes AWS's rules:
 roles before the functions that assume them; the Lambda permission for S3 before the
 bucket notification that needs it (S3 validates the target when the notification is
@@ -17,7 +26,7 @@ such a value is a ``Ref`` to an output, resolved when the step executes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Final, Literal
@@ -33,6 +42,7 @@ class Kind(StrEnum):
     TABLE = "table"
     QUEUE = "queue"
     BUCKET = "bucket"
+    THUMBNAILS_BUCKET = "thumbnails bucket"
     LOG_GROUP = "log group"
     ROLE = "role"
     FUNCTION = "function"
@@ -83,9 +93,14 @@ class StackOptions:
     - ``max_event_age_s``/``max_retry_attempts``: bounded retries for the save function;
       what still fails goes to the stack's failed-events queue.
     - ``throttle_burst``/``throttle_rate``: the HTTP API stage's default route limits.
-    - ``require_tls``: the bucket policy that denies requests without TLS. The local cloud
-      speaks plain HTTP on 127.0.0.1, so a local stack goes without it (and moto, which
-      ignores the policy's condition, would otherwise deny every object request).
+    - ``require_tls``: the bucket policy that denies requests without TLS (on both
+      buckets). The local cloud speaks plain HTTP on 127.0.0.1, so a local stack goes
+      without it (and moto, which ignores the policy's condition, would otherwise deny
+      every object request).
+    - ``url_expiry_s``: how long the presigned image and thumbnail URLs the API hands out
+      stay valid (the retrieve function's ``URL_EXPIRES_S``); 15 minutes by default, at
+      most 12 hours (a URL signed with the function's role credentials stops working when
+      they expire anyway).
     """
 
     architecture: Architecture = "arm64"
@@ -101,6 +116,7 @@ class StackOptions:
     throttle_burst: int = 100
     throttle_rate: float = 50.0
     require_tls: bool = True
+    url_expiry_s: int = 900
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> StackOptions:
@@ -146,6 +162,53 @@ def table_schema() -> dict[str, Any]:
             for index in TABLE_DEFINITION["GlobalSecondaryIndexes"]
         ],
     }
+
+
+def hardened_bucket(
+    kind: Kind,
+    name: str,
+    arn: str,
+    options: StackOptions,
+    tags: Mapping[str, str],
+    *,
+    versioning: str | None = None,
+    lifecycle: Sequence[Mapping[str, Any]] = (),
+) -> Resource:
+    """A bucket locked down as every bucket of the stack is: all Block Public Access flags,
+    owner-enforced ownership (no ACLs), SSE-S3, TLS only when the stack requires it, and
+    incomplete multipart uploads aborted; ``lifecycle`` rules come after that one.
+
+    ``versioning`` left out is not compared: a bucket that was never versioned reads as
+    ``None``, and S3 cannot turn versioning off once on (only suspend it).
+    """
+    return Resource(
+        kind,
+        name,
+        {
+            "public_access_block": {
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+            "ownership": "BucketOwnerEnforced",
+            "encryption": "AES256",
+            **({"policy": policies.bucket_policy(arn)} if options.require_tls else {}),
+            **({"versioning": versioning} if versioning is not None else {}),
+            "lifecycle": [
+                {
+                    "ID": "abort-incomplete-multipart-uploads",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": ""},
+                    "AbortIncompleteMultipartUpload": {
+                        "DaysAfterInitiation": options.abort_multipart_days
+                    },
+                },
+                *(dict(rule) for rule in lifecycle),
+            ],
+            "tags": dict(tags),
+        },
+    )
 
 
 def desired_stack(names: StackNames, options: StackOptions, code: FunctionCode) -> list[Resource]:
@@ -218,43 +281,33 @@ def desired_stack(names: StackNames, options: StackOptions, code: FunctionCode) 
                 "tags": tags,
             },
         ),
-        Resource(
+        hardened_bucket(
             Kind.BUCKET,
             names.bucket,
-            {
-                "public_access_block": {
-                    "BlockPublicAcls": True,
-                    "IgnorePublicAcls": True,
-                    "BlockPublicPolicy": True,
-                    "RestrictPublicBuckets": True,
+            names.bucket_arn,
+            options,
+            tags,
+            versioning="Enabled",
+            lifecycle=[
+                {
+                    "ID": "expire-noncurrent-versions",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": ""},
+                    "NoncurrentVersionExpiration": {
+                        "NoncurrentDays": options.noncurrent_version_days
+                    },
+                    # Once its old versions have expired, a delete marker is alone and
+                    # useless: let S3 remove it too.
+                    "Expiration": {"ExpiredObjectDeleteMarker": True},
                 },
-                "ownership": "BucketOwnerEnforced",
-                "encryption": "AES256",
-                **({"policy": policies.bucket_policy(names)} if options.require_tls else {}),
-                "versioning": "Enabled",
-                "lifecycle": [
-                    {
-                        "ID": "abort-incomplete-multipart-uploads",
-                        "Status": "Enabled",
-                        "Filter": {"Prefix": ""},
-                        "AbortIncompleteMultipartUpload": {
-                            "DaysAfterInitiation": options.abort_multipart_days
-                        },
-                    },
-                    {
-                        "ID": "expire-noncurrent-versions",
-                        "Status": "Enabled",
-                        "Filter": {"Prefix": ""},
-                        "NoncurrentVersionExpiration": {
-                            "NoncurrentDays": options.noncurrent_version_days
-                        },
-                        # Once its old versions have expired, a delete marker is alone and
-                        # useless: let S3 remove it too.
-                        "Expiration": {"ExpiredObjectDeleteMarker": True},
-                    },
-                ],
-                "tags": tags,
-            },
+            ],
+        ),
+        hardened_bucket(
+            Kind.THUMBNAILS_BUCKET,
+            names.thumbnails_bucket,
+            names.thumbnails_bucket_arn,
+            options,
+            tags,
         ),
         *(
             Resource(
@@ -290,7 +343,11 @@ def desired_stack(names: StackNames, options: StackOptions, code: FunctionCode) 
             options.save_timeout_s,
             # The bucket lets the function refuse records of any other bucket (the table
             # is keyed by object key alone); a stack bootstrapped before it gets it as drift.
-            {"TABLE_NAME": names.table, "BUCKET_NAME": names.bucket},
+            {
+                "TABLE_NAME": names.table,
+                "BUCKET_NAME": names.bucket,
+                "THUMBNAILS_BUCKET": names.thumbnails_bucket,
+            },
             async_invoke={
                 "MaximumRetryAttempts": options.max_retry_attempts,
                 "MaximumEventAgeInSeconds": options.max_event_age_s,
@@ -303,7 +360,14 @@ def desired_stack(names: StackNames, options: StackOptions, code: FunctionCode) 
             RETRIEVE_HANDLER,
             options.retrieve_memory_mb,
             options.retrieve_timeout_s,
-            {"TABLE_NAME": names.table},
+            # The buckets and the expiry are what it needs to presign links to the images
+            # and their thumbnails.
+            {
+                "TABLE_NAME": names.table,
+                "BUCKET_NAME": names.bucket,
+                "THUMBNAILS_BUCKET": names.thumbnails_bucket,
+                "URL_EXPIRES_S": str(options.url_expiry_s),
+            },
         ),
         permission(names.save_function, "s3-invoke", "s3.amazonaws.com", names.bucket_arn),
         Resource(

@@ -107,8 +107,9 @@ def authorizing_cloud() -> Iterator[RoleCloud]:
 
 
 def create_stack(cloud: RoleCloud) -> None:
-    """The stack's bucket, table, failure queue and the two roles with their real policies."""
+    """The stack's buckets, table, failure queue and the two roles with their real policies."""
     cloud.client("s3").create_bucket(Bucket=NAMES.bucket)
+    cloud.client("s3").create_bucket(Bucket=NAMES.thumbnails_bucket)
     cloud.client("dynamodb").create_table(TableName=NAMES.table, **TABLE_DEFINITION)
     cloud.client("sqs").create_queue(QueueName=NAMES.failure_queue)
     iam = cloud.client("iam")

@@ -144,15 +144,20 @@ def test_bootstrap_creates_every_resource_as_specified(stack: Any) -> None:
         "s3:ListBucket",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
+        "s3:PutObject",
+        "s3:DeleteObject",
         "sqs:SendMessage",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
-    assert not any(a.startswith(("s3:Put", "s3:Delete")) for a in save_actions)
+    # It writes only where no event comes from: the thumbnails bucket.
+    for write in ("s3:PutObject", "s3:DeleteObject"):
+        assert _resources(save_policy, write) == {f"{names.thumbnails_bucket_arn}/*"}
     retrieve_actions = _actions(_inline_policy(iam, names.retrieve_role))
     assert retrieve_actions == {
         "dynamodb:GetItem",
         "dynamodb:Query",
+        "s3:GetObject",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
@@ -172,6 +177,10 @@ def test_bootstrap_creates_every_resource_as_specified(stack: Any) -> None:
         f"{names.table_arn}/index/status-key-index"
     }
     assert _resources(retrieve_policy, "dynamodb:GetItem") == {names.table_arn}
+    assert _resources(retrieve_policy, "s3:GetObject") == {
+        f"{names.bucket_arn}/*",
+        f"{names.thumbnails_bucket_arn}/*",
+    }
     trust = iam.get_role(RoleName=names.save_role)["Role"]["AssumeRolePolicyDocument"]
     (assume,) = trust["Statement"]
     assert assume["Principal"] == {"Service": "lambda.amazonaws.com"}
@@ -185,6 +194,7 @@ def test_bootstrap_creates_every_resource_as_specified(stack: Any) -> None:
     assert save["Environment"]["Variables"] == {
         "TABLE_NAME": names.table,
         "BUCKET_NAME": names.bucket,
+        "THUMBNAILS_BUCKET": names.thumbnails_bucket,
     }
     assert save["MemorySize"] == 1024 and save["Timeout"] == 60
     assert save["Role"] == names.role_arn(names.save_role)
@@ -232,6 +242,7 @@ def test_bootstrap_creates_every_resource_as_specified(stack: Any) -> None:
     state = StackState.load(state_path("t1"))
     assert state is not None and state.complete
     assert state.outputs["bucket"] == names.bucket
+    assert state.outputs["thumbnails_bucket"] == names.thumbnails_bucket
 
 
 def test_a_second_bootstrap_makes_no_mutating_call(stack: Any) -> None:
@@ -322,7 +333,7 @@ def test_destroy_removes_everything_and_can_run_again(stack: Any) -> None:
 def test_dry_run_changes_nothing(stack: Any) -> None:
     environment, clients = stack
     outcome = deploy.bootstrap(environment, {}, dry_run=True)
-    assert isinstance(outcome.plan, Plan) and len(outcome.plan.steps) == 14
+    assert isinstance(outcome.plan, Plan) and len(outcome.plan.steps) == 15
     assert clients.mutations == []
     assert StackState.load(state_path("t1")) is None
 
@@ -374,7 +385,7 @@ def test_a_dry_run_destroy_shows_the_plan_and_what_a_real_run_would_refuse(stack
     outcome = deploy.destroy(
         environment, delete_images=False, dry_run=True, confirm=lambda plan: True
     )
-    assert not outcome.executed and len(outcome.plan.steps) == 14
+    assert not outcome.executed and len(outcome.plan.steps) == 15
     (note,) = outcome.notes
     assert "still holds images" in note and "--delete-images" in note
     assert _what_remains(clients.aws)  # nothing was deleted
@@ -388,4 +399,4 @@ def test_a_destroyed_stack_can_start_again_on_another_target(stack: Any) -> None
         "t1", "local", clients.client, "us-east-1", local_api_url=api_url
     )
     outcome = deploy.bootstrap(elsewhere, {}, dry_run=True)
-    assert len(outcome.plan.steps) == 14
+    assert len(outcome.plan.steps) == 15

@@ -99,6 +99,32 @@ def test_delete_images_removes_every_version_and_delete_marker(clients: Clients)
     handler.delete(resource.name, delete_images=True)
 
 
+def test_delete_images_removes_keys_that_xml_cannot_carry_one_by_one() -> None:
+    """DeleteObjects is an XML body, and XML 1.0 cannot hold most control characters (a
+    carriage return it turns into a newline): such keys are deleted one by one."""
+    s3 = boto3.client("s3", region_name=REGION)
+    handler = BucketHandler(s3, region=REGION, sleep=never_sleep)
+    versions = [
+        {"Key": key, "VersionId": f"v{n}"}
+        for n, key in enumerate(("bell\x07.jpg", "cr\r.jpg", "plain.jpg"))
+    ]
+    with Stubber(s3) as stubber:
+        listing = {"Bucket": "b", "MaxKeys": 1000}
+        stubber.add_response("list_object_versions", {"Versions": versions}, listing)
+        for entry in versions[:2]:
+            stubber.add_response("delete_object", {}, {"Bucket": "b", **entry})
+        stubber.add_response(
+            "delete_objects",
+            {},
+            {"Bucket": "b", "Delete": {"Objects": versions[2:], "Quiet": True}},
+        )
+        stubber.add_response("list_object_versions", {}, listing)
+        stubber.add_response("list_multipart_uploads", {}, {"Bucket": "b"})
+        stubber.add_response("delete_bucket", {}, {"Bucket": "b"})
+        handler.delete("b", delete_images=True)
+        stubber.assert_no_pending_responses()
+
+
 @pytest.mark.parametrize(
     "rule",
     [

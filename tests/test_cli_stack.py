@@ -23,8 +23,9 @@ def imgcli(*args: str, input: str | None = None):  # type: ignore[no-untyped-def
 def test_dry_run_prints_the_plan_and_changes_nothing(moto_aws: None) -> None:
     result = imgcli("bootstrap", "--target", "aws", "--dry-run")
     assert result.exit_code == 0, result.stderr
-    assert "bootstrap plan for stack 'c1' (14 steps):" in result.stderr
+    assert "bootstrap plan for stack 'c1' (15 steps):" in result.stderr
     assert "  + create bucket imgcli-c1-123456789012-us-east-1" in result.stderr
+    assert "  + create thumbnails bucket imgcli-c1-thumbs-123456789012-us-east-1" in result.stderr
     assert result.stdout == ""
     assert imgcli("stack").exit_code == 3
 
@@ -32,9 +33,10 @@ def test_dry_run_prints_the_plan_and_changes_nothing(moto_aws: None) -> None:
 def test_bootstrap_stack_and_a_destroy_that_needs_confirmation(moto_aws: None) -> None:
     created = imgcli("bootstrap", "--target", "aws", "--json")
     assert created.exit_code == 0, created.stderr
-    assert "[14/14]" in created.stderr
+    assert "[15/15]" in created.stderr
     description = json.loads(created.stdout)
     assert description["bucket"] == "imgcli-c1-123456789012-us-east-1"
+    assert description["thumbnails_bucket"] == "imgcli-c1-thumbs-123456789012-us-east-1"
     assert description["api_url"].startswith("https://")
 
     shown = imgcli("--json", "stack")
@@ -50,7 +52,7 @@ def test_bootstrap_stack_and_a_destroy_that_needs_confirmation(moto_aws: None) -
     destroyed = imgcli("destroy", "--yes", "--json")
     assert destroyed.exit_code == 0, destroyed.stderr
     summary = json.loads(destroyed.stdout)
-    assert summary["destroyed"] is True and len(summary["steps"]) == 14
+    assert summary["destroyed"] is True and len(summary["steps"]) == 15
     assert imgcli("stack").exit_code == 3
 
 
@@ -76,7 +78,7 @@ def test_destroy_with_target_reaches_a_stack_whose_record_is_lost(moto_aws: None
     Path(os.environ["IMGCLI_DATA_DIR"], "stacks", "c1.json").unlink()
     destroyed = imgcli("destroy", "--target", "aws", "--yes")
     assert destroyed.exit_code == 0, destroyed.stderr
-    assert "[14/14]" in destroyed.stderr
+    assert "[15/15]" in destroyed.stderr
 
 
 def test_config_takes_json_after_the_command() -> None:
@@ -127,7 +129,7 @@ def test_destroy_asks_first_and_enter_keeps_the_stack(moto_aws: None) -> None:
     terminal = Streams(io.StringIO("\ny\n"), stdout, stderr, stdin_isatty=True)
     result = runner.invoke(app, ["--stack", "c1", "destroy"], obj=terminal)
     assert result.exit_code == 0, stderr.getvalue()
-    assert "Delete 14 resources of stack 'c1'?" in stderr.getvalue()
+    assert "Delete 15 resources of stack 'c1'?" in stderr.getvalue()
     assert "nothing was changed" in stderr.getvalue()
     assert imgcli("stack").exit_code == 0
 

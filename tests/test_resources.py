@@ -60,3 +60,31 @@ def test_options_reach_their_settings() -> None:
     functions = [r for r in desired_stack(NAMES, options, CODE) if r.kind is Kind.FUNCTION]
     assert {f.settings["architecture"] for f in functions} == {"x86_64"}
     assert all(f.payload == b"zip" for f in functions)
+
+
+def test_the_thumbnails_bucket_is_hardened_as_the_gallery_but_not_versioned() -> None:
+    stack = desired_stack(NAMES, StackOptions(), CODE)
+    kinds = [r.kind for r in stack]
+    assert kinds.index(Kind.THUMBNAILS_BUCKET) == kinds.index(Kind.BUCKET) + 1
+    (thumbnails,) = [r for r in stack if r.kind is Kind.THUMBNAILS_BUCKET]
+    assert thumbnails.name == "imgcli-demo-thumbs-123456789012-eu-west-1"
+    gallery = bucket_settings(StackOptions())
+    settings = dict(thumbnails.settings)
+    for setting in ("public_access_block", "ownership", "encryption", "tags"):
+        assert settings[setting] == gallery[setting], setting
+    (deny,) = settings["policy"]["Statement"]
+    assert deny["Resource"] == [NAMES.thumbnails_bucket_arn, f"{NAMES.thumbnails_bucket_arn}/*"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert "versioning" not in settings
+    assert [rule["ID"] for rule in settings["lifecycle"]] == ["abort-incomplete-multipart-uploads"]
+    # No notification names it: the save function's writes there trigger nothing.
+    notifications = [r for r in stack if r.kind is Kind.NOTIFICATION]
+    assert [n.name for n in notifications] == [NAMES.bucket]
+
+
+def test_the_links_expiry_reaches_the_retrieve_function_only() -> None:
+    stack = desired_stack(NAMES, StackOptions(url_expiry_s=120), CODE)
+    environments = {r.name: r.settings["environment"] for r in stack if r.kind is Kind.FUNCTION}
+    assert environments[NAMES.retrieve_function]["URL_EXPIRES_S"] == "120"
+    assert "URL_EXPIRES_S" not in environments[NAMES.save_function]
+    assert StackOptions.from_record({}).url_expiry_s == 900  # a record from before it

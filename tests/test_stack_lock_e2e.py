@@ -79,7 +79,7 @@ def test_two_bootstraps_at_once_carry_out_one_plan_and_no_statement_twice(
         carried_out = [o for o in outcomes if f"bootstrap plan for stack '{STACK}'" in o[2]]
         up_to_date = [o for o in outcomes if f"stack '{STACK}' is up to date" in o[2]]
         assert (len(carried_out), len(up_to_date)) == (1, 1), [o[2] for o in outcomes]
-        assert "[14/14]" in carried_out[0][2]
+        assert "[15/15]" in carried_out[0][2]
         stack = carried_out[0][1]
         assert up_to_date[0][1] == stack
 

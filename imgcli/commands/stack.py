@@ -99,11 +99,22 @@ def bootstrap_stack(
             "Default: 30, then as before.",
         ),
     ] = None,
+    url_expiry: Annotated[
+        int | None,
+        typer.Option(
+            min=60,
+            max=12 * 3600,
+            metavar="SECONDS",
+            help="How long the image and thumbnail links the API hands out stay valid, "
+            "60 to 43200 (a link signed with the function's credentials dies with them "
+            "anyway). Default: 900, then as before.",
+        ),
+    ] = None,
     dry_run: DryRunFlag = False,
     json_output: JsonFlag = False,
     no_wait: NoWaitFlag = False,
 ) -> None:
-    """Create the stack, or bring it up to date: bucket, table, roles, functions, API.
+    """Create the stack, or bring it up to date: buckets, table, roles, functions, API.
 
     Safe to run again: it plans from what exists, changes only what differs, and resumes
     a bootstrap that failed half way. If another bootstrap or destroy of the stack is
@@ -121,6 +132,8 @@ def bootstrap_stack(
         changes["architecture"] = arch.value
     if noncurrent_days is not None:
         changes["noncurrent_version_days"] = noncurrent_days
+    if url_expiry is not None:
+        changes["url_expiry_s"] = url_expiry
     outcome = deploy.bootstrap(
         run.stack_environment(),
         changes,
@@ -156,7 +169,8 @@ def destroy_stack(
     """Remove the stack: everything bootstrap created. Safe to run again.
 
     A bucket that still holds images is kept (and nothing is removed) unless
-    --delete-images is given. Waits for another bootstrap or destroy of the stack that is
+    --delete-images is given. The thumbnails bucket is emptied without asking: thumbnails
+    are made from the images. Waits for another bootstrap or destroy of the stack that is
     running (or fails, with --no-wait).
 
     Example: imgcli --stack demo destroy --yes --delete-images
