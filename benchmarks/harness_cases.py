@@ -195,6 +195,7 @@ class Bench:
                 dynamodb=local_client(cloud.stack, "dynamodb"),
                 table_name=cloud.stack["table"],
                 bucket=bucket,
+                thumbnails_bucket=cloud.stack["thumbnails_bucket"],
                 log=JsonLogger("save_delete", stream=lines),
             )
             process_event(event, indexer)

@@ -19,7 +19,8 @@ per distinct key::
 * ``indexed`` / ``invalid``: the key's current object was (re)described and written;
 * ``removed``: a tombstone was written (no current object, but a live record);
 * ``unchanged``: the record already matches S3 (a live record of the current object's
-  version, or of its ETag in an unversioned bucket; or no object and no live record);
+  version, or of its ETag in an unversioned bucket, written under the current
+  ``SCHEMA_VERSION``; or no object and no live record);
 * ``newer``: the record changed between the repair's read and its write (an S3 event, or
   another repair, wrote it): the repair stands back and leaves it;
 * ``failed: <reason>``: a read or write failed, the object kept changing while it was
@@ -32,9 +33,16 @@ the problem, before anything is read or written. A request naming another bucket
 written, answered ``{"refused": "<reason>", "repaired": {}}``.
 
 **Per key**: a consistent ``GetItem`` of the record and a ``HeadObject`` of the key (a
-delete marker or a 404 is no object), then the decision above. A current object that does
-not match is described exactly as an event's is, pinned to the version (or ETag) the
-``HeadObject`` saw; if it changed in between, the key is tried once more from the start.
+delete marker or a 404 is no object), then the decision above. A live record of the
+current object written under an older schema (``schema_version`` below
+``SCHEMA_VERSION``: a gallery indexed before thumbnails), or an active one with neither
+thumbnails nor ``thumbnail_reason``, does not match: the object is described again
+(making its thumbnails) and written like any other repair. Writes remove thumbnails as an
+event's do (``save_delete``): those only the replaced record pointed at, or, when the
+write is refused, those this repair wrote that the stored record does not point at. A
+current object that does not match is described exactly as an event's is, pinned to the
+version (or ETag) the ``HeadObject`` saw; if it changed in between, the key is tried once
+more from the start.
 Every write is a ``PutItem`` conditional on the record being as read: the stored
 ``sequencer`` and ``indexed_at`` unchanged (every writer sets both), or
 ``attribute_not_exists`` when there was none. So a repair never undoes a write that landed
@@ -91,13 +99,16 @@ from .records import (
     INDEXED_AT_ATTRIBUTE,
     KEY_ATTRIBUTE,
     REPAIRED_AT_ATTRIBUTE,
+    SCHEMA_VERSION,
     SEQUENCER_ATTRIBUTE,
     STATUS_ATTRIBUTE,
+    THUMBNAILS_ATTRIBUTE,
     ImageRecord,
     Item,
     to_item,
 )
 from .s3_events import ObjectEvent
+from .thumbnail_store import ThumbnailStore, refused_item
 
 REQUEST: Final = "repair"
 VERSION: Final = 1
@@ -194,6 +205,7 @@ class Repairer:
     dynamodb: Any
     table_name: str
     bucket: str
+    thumbnails: ThumbnailStore
     tombstone_days: int
     full_decode_bytes: int
     clock: Callable[[], float]
@@ -238,9 +250,7 @@ class Repairer:
             return FAILED + _reason(exc)
 
     def _attempt(self, key: str) -> str:
-        read = self.dynamodb.get_item(
-            TableName=self.table_name, Key={KEY_ATTRIBUTE: {"S": key}}, ConsistentRead=True
-        ).get("Item")
+        read = self._read(key)
         now = self.clock()
         probe = ObjectEvent(
             event_name="ObjectCreated:Repair",
@@ -266,9 +276,15 @@ class Repairer:
                 indexed_at=iso_time(now),
                 expires_at=int(now) + self.tombstone_days * 86400,
                 repaired_at=iso_time(now),
+                schema_version=SCHEMA_VERSION,
             )
-            return "removed" if self._put(to_item(tombstone), read) else "newer"
-        if read is not None and status in _LIVE and _same_object(read, current):
+            return "removed" if self._put(tombstone, read) else "newer"
+        if (
+            read is not None
+            and status in _LIVE
+            and _same_object(read, current)
+            and _current_schema(read)
+        ):
             since = _text(read, INDEXED_AT_ATTRIBUTE)
             modified = _epoch(current.event_time)
             return self._keep(read, max(_epoch(since), modified) if since else modified, now)
@@ -279,6 +295,7 @@ class Repairer:
                 indexed_at=iso_time(now),
                 full_decode_bytes=self.full_decode_bytes,
                 log=self.log,
+                thumbnails=self.thumbnails,
             )
         except NotCurrent as exc:
             raise _Changed from exc
@@ -286,7 +303,7 @@ class Repairer:
             if error_code(exc) in GONE_CODES | REPLACED_CODES:
                 raise _Changed from exc
             raise
-        if not self._put(to_item(replace(record, repaired_at=iso_time(now))), read):
+        if not self._put(replace(record, repaired_at=iso_time(now)), read):
             return "newer"
         return "indexed" if record.status == "active" else "invalid"
 
@@ -303,13 +320,35 @@ class Repairer:
             return "unchanged"
         lowered = {SEQUENCER_ATTRIBUTE: LOWEST_SEQUENCER, REPAIRED_AT_ATTRIBUTE: iso_time(now)}
         item = {**read, **{name: {"S": value} for name, value in lowered.items()}}
-        if not self._put(item, read):
+        if not self._put_item(item, read):
             return "newer"
         self.log.info("sequencer lowered", key=_text(read, KEY_ATTRIBUTE))
         return "unchanged"
 
-    def _put(self, item: Item, read: Item | None) -> bool:
-        """Write ``item`` if the record is still as read; False if someone wrote since."""
+    def _put(self, record: ImageRecord, read: Item | None) -> bool:
+        """Write ``record`` if the record is still as read, removing the thumbnails no
+        record points at any more; False if someone wrote since."""
+        try:
+            response = self.dynamodb.put_item(
+                TableName=self.table_name,
+                Item=to_item(record),
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **_as_read(read),
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            self.log.info("record changed since the repair read it", key=record.key)
+            if record.thumbnails:
+                stored = refused_item(exc, lambda: self._read(record.key))
+                self.thumbnails.remove_unused(record, stored)
+            return False
+        self.thumbnails.remove_replaced(record, response.get("Attributes"))
+        return True
+
+    def _put_item(self, item: Item, read: Item | None) -> bool:
+        """Write ``item`` (the record as read, otherwise unchanged) if it is still as read."""
         try:
             self.dynamodb.put_item(TableName=self.table_name, Item=item, **_as_read(read))
         except ClientError as exc:
@@ -320,6 +359,12 @@ class Repairer:
                 return False
             raise
         return True
+
+    def _read(self, key: str) -> Item | None:
+        item: Item | None = self.dynamodb.get_item(
+            TableName=self.table_name, Key={KEY_ATTRIBUTE: {"S": key}}, ConsistentRead=True
+        ).get("Item")
+        return item
 
 
 def _as_read(read: Item | None) -> dict[str, Any]:
@@ -346,6 +391,16 @@ def _as_read(read: Item | None) -> dict[str, Any]:
     if values:
         condition["ExpressionAttributeValues"] = values
     return condition
+
+
+def _current_schema(read: Item) -> bool:
+    """Whether ``read`` was written under ``SCHEMA_VERSION``, thumbnails settled."""
+    version = (read.get("schema_version") or {}).get("N")
+    if not (isinstance(version, str) and version.isdigit() and int(version) >= SCHEMA_VERSION):
+        return False
+    if _text(read, STATUS_ATTRIBUTE) != "active":
+        return True
+    return THUMBNAILS_ATTRIBUTE in read or _text(read, "thumbnail_reason") is not None
 
 
 def _same_object(read: Item, current: ObjectEvent) -> bool:

@@ -36,14 +36,16 @@ repeated or reordered:
 * Each record's ``sequencer`` orders events on its key. Every write is a conditional
   ``PutItem`` that succeeds only if the stored sequencer is older; a duplicate or stale
   event fails the condition and is logged as a no-op. That condition is the only ordering
-  check an event needs, so a create costs two calls: the pinned read and the write. The
-  table is read first (a consistent ``GetItem`` of the stored sequencer) only where that
-  saves work a stale event could not otherwise skip cheaply: before the ``HeadObject`` of
-  a version removal. A stale create is not checked first: if its object was deleted or
-  replaced since, its first read fails at once (below); only a duplicate of a create
-  whose object is still current reads and describes it before its write is refused. That
-  costs a rare event one read; checking first would cost every new image a call. A
-  delete costs two calls too: the ``HeadObject`` below and the write.
+  check an event needs, so a create costs two calls besides its thumbnails' writes: the
+  pinned read and the record's write. The table is read first (a consistent ``GetItem`` of
+  the stored sequencer) only where that saves work a stale event could not otherwise skip
+  cheaply: before the ``HeadObject`` of a version removal. A stale create is not checked
+  first: if its object was deleted or replaced since, its first read fails at once
+  (below); only a duplicate of a create whose object is still current reads and describes
+  it (and writes its thumbnails, under the keys the stored record already names) before
+  its write is refused. That costs a rare event one read; checking first would cost every
+  new image a call. A delete costs two calls too, besides removing thumbnails: the
+  ``HeadObject`` below and the write.
 * A created object is read back (``current_object``) only if it is still the key's
   current object: the first read asks for the current object, pinned to the event's ETag
   (``If-Match``) in an unversioned bucket, and compared with the event's ``versionId``
@@ -82,11 +84,28 @@ repeated or reordered:
   succeeds answers ``"batchItemFailures": []`` beside its outcomes, as such a mapping
   expects.
 
-The function only reads S3 (``GetObject``, ``HeadObject``): it never writes there, so it
-cannot trigger itself. Its role needs ``s3:GetObject`` and ``s3:GetObjectVersion`` on the
-bucket's objects and ``s3:ListBucket`` on the bucket: without ``ListBucket`` S3 answers a
-missing key with 403 instead of 404, and a vanished object would look like a permission
-failure. Clients are created once per warm runtime, on first use.
+**Thumbnails.** A valid image's thumbnails are made and written to the thumbnails bucket
+(``THUMBNAILS_BUCKET``) before its record (``current_object``, ``thumbnail_store``): one
+key per object version, so a new version never overwrites the current one's. The record
+write returns the item it replaced (``ReturnValues="ALL_OLD"``, no extra read), and the
+thumbnails only that item pointed at are then removed; a tombstone removes its image's
+the same way. A write refused by its condition returns the stored item
+(``ReturnValuesOnConditionCheckFailure="ALL_OLD"``, no extra read either), and the
+thumbnails this invocation wrote are removed unless that item points at the same keys (a
+duplicate event of the current version wrote the live thumbnails' own keys). Removal
+failures are logged, not raised: an orphaned thumbnail is harmless. A failed thumbnail
+write fails the record (retried: a 5xx is transient and every write is idempotent). A
+function whose configuration lacks ``THUMBNAILS_BUCKET`` fails every invocation as one
+without ``BUCKET_NAME`` does: it must not write records of this schema without
+thumbnails.
+
+The function reads the gallery bucket (``GetObject``, ``HeadObject``) and never writes
+there; it writes only the thumbnails bucket (``PutObject``, ``DeleteObject``), which has
+no event notification, so it cannot trigger itself. Its role needs ``s3:GetObject`` and
+``s3:GetObjectVersion`` on the bucket's objects and ``s3:ListBucket`` on the bucket:
+without ``ListBucket`` S3 answers a missing key with 403 instead of 404, and a vanished
+object would look like a permission failure. Clients are created once per warm runtime,
+on first use.
 """
 
 from __future__ import annotations
@@ -117,12 +136,16 @@ from .logs import JsonLogger
 from .ranged_reader import FetchFailed
 from .records import (
     KEY_ATTRIBUTE,
+    SCHEMA_VERSION,
     SEQUENCER_ATTRIBUTE,
     ImageRecord,
+    Item,
     to_item,
 )
 from .repair import Repairer, is_repair_request, read_repair_request
 from .s3_events import MalformedRecord, ObjectEvent, read_record
+from .thumbnail_store import MakeThumbnails, ThumbnailStore, refused_item
+from .thumbnails import make_thumbnails
 
 #: How long a tombstone outlives its delete: far longer than S3's delivery delays and the
 #: function's maximum event age, so no late create can outlive it.
@@ -147,10 +170,17 @@ class Indexer:
     dynamodb: Any
     table_name: str
     bucket: str
+    thumbnails_bucket: str
     tombstone_days: int = DEFAULT_TOMBSTONE_DAYS
     full_decode_bytes: int = FULL_DECODE_BYTES
     clock: Callable[[], float] = time.time
     log: JsonLogger = logger
+    make_thumbnails: MakeThumbnails = make_thumbnails
+
+    @property
+    def thumbnails(self) -> ThumbnailStore:
+        """How this indexer's thumbnails are made, written and removed."""
+        return ThumbnailStore(self.s3, self.thumbnails_bucket, self.log, self.make_thumbnails)
 
     def apply(self, event: ObjectEvent) -> str:
         """Apply one event; returns what happened (``indexed``, ``stale``, ``gone``...)."""
@@ -199,6 +229,7 @@ class Indexer:
             deleted_at=event.event_time,
             indexed_at=iso_time(now),
             expires_at=int(now) + self.tombstone_days * 86400,
+            schema_version=SCHEMA_VERSION,
         )
         return "deleted" if self._write(tombstone) else "stale"
 
@@ -219,6 +250,12 @@ class Indexer:
         self.log.info("stale or duplicate event", key=event.key, sequencer=event.sequencer)
         return False
 
+    def _stored(self, key: str) -> Item | None:
+        item: Item | None = self.dynamodb.get_item(
+            TableName=self.table_name, Key={KEY_ATTRIBUTE: {"S": key}}, ConsistentRead=True
+        ).get("Item")
+        return item
+
     def _describe(self, event: ObjectEvent) -> ImageRecord:
         return describe_current(
             self.s3,
@@ -226,25 +263,33 @@ class Indexer:
             indexed_at=iso_time(self.clock()),
             full_decode_bytes=self.full_decode_bytes,
             log=self.log,
+            thumbnails=self.thumbnails,
         )
 
     def _write(self, record: ImageRecord) -> bool:
-        """Store ``record`` unless a newer event already did; False means stale."""
+        """Store ``record`` unless a newer event already did; False means stale. Either way,
+        thumbnails no record points at any more are removed (see the module docstring)."""
         try:
-            self.dynamodb.put_item(
+            response = self.dynamodb.put_item(
                 TableName=self.table_name,
                 Item=to_item(record),
                 ConditionExpression="attribute_not_exists(#key) OR #seq < :seq",
                 ExpressionAttributeNames={"#key": KEY_ATTRIBUTE, "#seq": SEQUENCER_ATTRIBUTE},
                 ExpressionAttributeValues={":seq": {"S": record.sequencer}},
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 self.log.info(
                     "stale or duplicate event", key=record.key, sequencer=record.sequencer
                 )
+                if record.thumbnails:
+                    stored = refused_item(exc, lambda: self._stored(record.key))
+                    self.thumbnails.remove_unused(record, stored)
                 return False
             raise
+        self.thumbnails.remove_replaced(record, response.get("Attributes"))
         return True
 
 
@@ -289,6 +334,7 @@ def repairer(indexer: Indexer) -> Repairer:
         dynamodb=indexer.dynamodb,
         table_name=indexer.table_name,
         bucket=indexer.bucket,
+        thumbnails=indexer.thumbnails,
         tombstone_days=indexer.tombstone_days,
         full_decode_bytes=indexer.full_decode_bytes,
         clock=indexer.clock,
@@ -350,21 +396,29 @@ def _client(service: str) -> Any:
     return _clients[service]
 
 
-def handler(event: Any, context: Any) -> dict[str, Any]:
-    logger.request_id = getattr(context, "aws_request_id", None)
-    bucket = os.environ.get("BUCKET_NAME")
-    if not bucket:
+def _configured(name: str, feature: str) -> str:
+    """The environment variable ``name``; a function deployed before ``feature`` lacks it."""
+    value = os.environ.get(name)
+    if not value:
         logger.error(
-            "BUCKET_NAME is not set: this function's configuration predates its bucket check;"
+            f"{name} is not set: this function's configuration predates {feature};"
             " run imgcli bootstrap to update it, then replay the failed events",
             table=os.environ.get("TABLE_NAME"),
         )
-        raise MissingConfiguration("BUCKET_NAME is not set: run imgcli bootstrap")
+        raise MissingConfiguration(f"{name} is not set: run imgcli bootstrap")
+    return value
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    logger.request_id = getattr(context, "aws_request_id", None)
+    bucket = _configured("BUCKET_NAME", "its bucket check")
+    thumbnails_bucket = _configured("THUMBNAILS_BUCKET", "thumbnails")
     indexer = Indexer(
         s3=_client("s3"),
         dynamodb=_client("dynamodb"),
         table_name=os.environ["TABLE_NAME"],
         bucket=bucket,
+        thumbnails_bucket=thumbnails_bucket,
         tombstone_days=int(os.environ.get("TOMBSTONE_DAYS", DEFAULT_TOMBSTONE_DAYS)),
     )
     remaining = getattr(context, "get_remaining_time_in_millis", None)

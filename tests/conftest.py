@@ -110,12 +110,23 @@ def versioned_bucket(s3_client: Any) -> str:
 
 
 @pytest.fixture
-def deployed_save_function(monkeypatch: pytest.MonkeyPatch, table_name: str, bucket: str) -> None:
+def thumbnails_bucket(s3_client: Any) -> str:
+    """The stack's second bucket, where the save function writes thumbnails."""
+    name = "imgcli-test-thumbs"
+    s3_client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def deployed_save_function(
+    monkeypatch: pytest.MonkeyPatch, table_name: str, bucket: str, thumbnails_bucket: str
+) -> None:
     """The save function's ``handler`` as Lambda runs it: no clients made yet, and the
-    environment bootstrap gives it (its table and its bucket)."""
+    environment bootstrap gives it (its table, its bucket and its thumbnails bucket)."""
     monkeypatch.setattr(save_delete, "_clients", {})
     monkeypatch.setenv("TABLE_NAME", table_name)
     monkeypatch.setenv("BUCKET_NAME", bucket)
+    monkeypatch.setenv("THUMBNAILS_BUCKET", thumbnails_bucket)
 
 
 #: The save function's clock in its tests (``indexer``): tombstones expire from here.
@@ -130,7 +141,12 @@ def log_lines() -> io.StringIO:
 
 @pytest.fixture
 def indexer(
-    s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str, log_lines: io.StringIO
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    bucket: str,
+    thumbnails_bucket: str,
+    log_lines: io.StringIO,
 ) -> Indexer:
     """The save function's ``Indexer`` on moto's S3 and DynamoDB, for ``bucket``."""
     return Indexer(
@@ -138,6 +154,7 @@ def indexer(
         dynamodb=dynamodb_client,
         table_name=table_name,
         bucket=bucket,
+        thumbnails_bucket=thumbnails_bucket,
         clock=lambda: INDEXER_NOW,
         log=JsonLogger("save_delete", stream=log_lines),
     )

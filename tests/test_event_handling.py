@@ -85,8 +85,10 @@ def test_the_stack_gives_the_save_function_its_bucket() -> None:
     assert functions[names.save_function] == {
         "TABLE_NAME": names.table,
         "BUCKET_NAME": names.bucket,
+        "THUMBNAILS_BUCKET": names.thumbnails_bucket,
     }
-    assert functions[names.retrieve_function] == {"TABLE_NAME": names.table}
+    retrieve = functions[names.retrieve_function]
+    assert {"TABLE_NAME", "BUCKET_NAME", "THUMBNAILS_BUCKET"} <= set(retrieve)
 
 
 def test_without_its_bucket_the_function_fails_loudly_and_writes_nothing(
@@ -253,13 +255,18 @@ def test_a_forged_delete_cannot_hide_a_live_image(
 
 
 def test_a_forged_create_cannot_list_a_deleted_image(
-    s3_client: Any, dynamodb_client: Any, table_name: str, versioned_bucket: str
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    versioned_bucket: str,
+    thumbnails_bucket: str,
 ) -> None:
     indexer = Indexer(
         s3=s3_client,
         dynamodb=dynamodb_client,
         table_name=table_name,
         bucket=versioned_bucket,
+        thumbnails_bucket=thumbnails_bucket,
         log=JsonLogger("save_delete", stream=io.StringIO()),
     )
     create = created(s3_client, versioned_bucket, "gone.png", image_bytes("PNG"), "A0")

@@ -52,13 +52,19 @@ def client_verdicts(folder: Path) -> dict[str, str]:
 
 
 def test_client_and_save_function_agree_on_every_file(
-    corpus_folder: Path, s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str
+    corpus_folder: Path,
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    bucket: str,
+    thumbnails_bucket: str,
 ) -> None:
     indexer = Indexer(
         s3=s3_client,
         dynamodb=dynamodb_client,
         table_name=table_name,
         bucket=bucket,
+        thumbnails_bucket=thumbnails_bucket,
         log=JsonLogger("save_delete", stream=io.StringIO()),
     )
     assert indexer.full_decode_bytes == UploadConfig().full_decode_bytes

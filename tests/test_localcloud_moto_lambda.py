@@ -245,6 +245,7 @@ def test_the_deployed_save_delete_function_indexes_an_image(
         for service in ("lambda", "s3", "dynamodb")
     }
     clients["s3"].create_bucket(Bucket="photos")
+    clients["s3"].create_bucket(Bucket="thumbs")
     clients["dynamodb"].create_table(TableName="images", **TABLE_DEFINITION)
     key = "summer/beach day.jpg"
     put = clients["s3"].put_object(Bucket="photos", Key=key, Body=image_bytes("JPEG", (64, 48)))
@@ -255,7 +256,13 @@ def test_the_deployed_save_delete_function_indexes_an_image(
         "lambdas.save_delete.handler",
         bundle.zip_bytes,
         endpoint_url=moto_server,
-        Environment={"Variables": {"TABLE_NAME": "images", "BUCKET_NAME": "photos"}},
+        Environment={
+            "Variables": {
+                "TABLE_NAME": "images",
+                "BUCKET_NAME": "photos",
+                "THUMBNAILS_BUCKET": "thumbs",
+            }
+        },
     )
     event = load_event("s3_put")
     record = event["Records"][0]["s3"]
@@ -291,3 +298,5 @@ def test_the_deployed_save_delete_function_indexes_an_image(
     item = clients["dynamodb"].get_item(TableName="images", Key={"key": {"S": key}})["Item"]
     assert item["status"] == {"S": "active"}
     assert (item["width"], item["height"]) == ({"N": "64"}, {"N": "48"})
+    made = clients["s3"].list_objects_v2(Bucket="thumbs").get("Contents", [])
+    assert sorted(entry["Key"].rsplit("/", 1)[1] for entry in made) == ["1024.webp", "256.webp"]

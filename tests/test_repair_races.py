@@ -18,25 +18,9 @@ from imgcli.lambdas.repair import LOWEST_SEQUENCER, SETTLE_SECONDS
 from imgcli.lambdas.save_delete import Indexer, process_event
 from tests.eventdata import created, repair_event, s3_event, stored, upload
 from tests.images import image_bytes
+from tests.races import WriteAfter
 
 FORGED = "F" * 64
-
-
-class WriteAfter:
-    """A DynamoDB client that runs ``before_write`` once, just before the first ``put_item``."""
-
-    def __init__(self, client: Any, before_write: Callable[[], None]) -> None:
-        self._client = client
-        self._before_write: Callable[[], None] | None = before_write
-
-    def put_item(self, **kwargs: Any) -> Any:
-        if self._before_write is not None:
-            run, self._before_write = self._before_write, None
-            run()
-        return self._client.put_item(**kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
 
 
 def repaired(indexer: Indexer, key: str, before_write: Callable[[], None] | None = None) -> str:

@@ -144,7 +144,7 @@ def test_empty_object_is_invalid_without_reading_it(
     assert calls == []
 
 
-def test_large_image_is_described_from_a_few_ranged_reads(
+def test_large_image_is_described_from_a_few_ranged_reads_then_read_once_for_thumbnails(
     indexer: Indexer,
     s3_client: Any,
     dynamodb_client: Any,
@@ -167,12 +167,22 @@ def test_large_image_is_described_from_a_few_ranged_reads(
     record = stored(dynamodb_client, table_name, "big.jpg")
     assert record is not None and record.status == "active"
     assert (record.width, record.height) == (6000, 4300)
-    assert all(r.startswith("bytes=") for r in ranges)
-    assert sum(fetched) <= len(data) // 100
-    described = [json.loads(line) for line in log_lines.getvalue().splitlines()]
-    (line,) = [d for d in described if d["message"] == "described object"]
-    assert line["bytes_read"] == sum(fetched)
-    assert line["requests"] == len(fetched) == 2  # the head, then the two-byte trailer
+    head = 65536
+    # The head, the two-byte trailer, then what lies between once, only for the thumbnails.
+    assert ranges == [
+        "bytes=0-65535",
+        f"bytes={len(data) - 2}-{len(data) - 1}",
+        f"bytes={head}-{len(data) - 3}",
+    ]
+    assert fetched == [head, 2, len(data) - head - 2]
+    logged = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    (line,) = [d for d in logged if d["message"] == "described object"]
+    assert line["bytes_read"] == head + 2 <= len(data) // 100
+    assert line["requests"] == 2
+    (made,) = [d for d in logged if d["message"] == "made thumbnails"]
+    assert made["bytes_read"] == len(data) - head - 2
+    assert record.thumbnails is not None and len(record.thumbnails) == 2
+    assert made["thumbnail_bytes"] == sum(t.size for t in record.thumbnails)
 
 
 def test_duplicate_delivery_is_a_no_op(
@@ -452,13 +462,13 @@ def _record_calls(*clients: Any) -> list[str]:
     return calls
 
 
-def test_a_new_image_costs_one_read_and_one_conditional_write(
+def test_a_new_image_costs_one_read_its_thumbnails_and_one_conditional_write(
     indexer: Indexer, s3_client: Any, dynamodb_client: Any, table_name: str, bucket: str
 ) -> None:
     event = created(s3_client, bucket, "calls/new.jpg", noisy_jpeg(150, 110), "D0")
     calls = _record_calls(s3_client, dynamodb_client)
     assert process_event(event, indexer) == {"active": 1}
-    assert calls == ["GetObject", "PutItem"]
+    assert calls == ["GetObject", "PutObject", "PutObject", "PutItem"]
 
 
 def test_a_duplicate_is_refused_by_the_conditional_write(
@@ -469,7 +479,8 @@ def test_a_duplicate_is_refused_by_the_conditional_write(
     first = stored(dynamodb_client, table_name, "calls/dup.png")
     calls = _record_calls(s3_client, dynamodb_client)
     assert process_event(event, indexer) == {"stale": 1}
-    assert calls == ["GetObject", "PutItem"]
+    # The refused write returns the stored item: no read to learn it points at these keys.
+    assert calls == ["GetObject", "PutObject", "PutObject", "PutItem"]
     assert stored(dynamodb_client, table_name, "calls/dup.png") == first
 
 
