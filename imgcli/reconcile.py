@@ -91,9 +91,12 @@ class ReconcileSummary:
     unchanged: int = 0
     repaired: int = 0
     failed: int = 0
+    #: Of the stale keys, those stale only because an older schema wrote their record.
+    older_schema: int = 0
 
-    def count(self, drift: Drift) -> None:
-        setattr(self, str(drift), getattr(self, str(drift)) + 1)
+    def count(self, item: KeyDrift) -> None:
+        setattr(self, str(item.drift), getattr(self, str(item.drift)) + 1)
+        self.older_schema += item.older_schema
 
     @property
     def compared(self) -> int:
@@ -111,6 +114,7 @@ class ReconcileSummary:
             "unchanged": self.unchanged,
             "repaired": self.repaired,
             "failed": self.failed,
+            "older_schema": self.older_schema,
             "dry_run": self.dry_run,
         }
 
@@ -162,7 +166,7 @@ def reconcile(
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="imgcli-repair")
     try:
         for item in drifts:
-            summary.count(item.drift)
+            summary.count(item)
             if on_compared is not None:
                 on_compared(item)
             if item.drift not in DRIFTED:
@@ -224,8 +228,18 @@ def _records(pages: Iterable[list[dict[str, Any]]]) -> Iterator[IndexRecord]:
                 _text(item.get("version_id")),
                 _text(item.get("etag")),
                 _text(item.get("status")) or "active",
+                _schema(item.get("schema_version")),
             )
 
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _schema(value: object) -> int:
+    """A record's schema version as the API gives it; 1 (before the field) when absent."""
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RemoteError(f"the stack's API listed a record with schema_version {value!r}")
+    return value

@@ -12,6 +12,10 @@ each stream, so memory holds one item per stream however many keys there are.
   object without one (an unversioned bucket, or an object written before versioning,
   whose id S3 spells ``"null"``) is compared by ETag, which is what the save function
   pins such an object to;
+- both, the record describes the current object, but was written by an older writer
+  (``schema`` below ``records.SCHEMA_VERSION``, e.g. before thumbnails): ``stale`` too,
+  so the repair describes the object again and the record gains what the new schema
+  holds. ``KeyDrift.older_schema`` says which stale keys are stale only for that;
 - both and the same version: ``unchanged``.
 
 Both streams must be strictly increasing by key, compared as Python strings: code point
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from imgcli.errors import RemoteError
+from imgcli.lambdas.records import SCHEMA_VERSION
 
 #: How S3 spells the version id of an object that has none.
 NULL_VERSION: Final = "null"
@@ -62,20 +67,24 @@ class BucketObject:
 
 @dataclass(frozen=True, slots=True)
 class IndexRecord:
-    """What the API lists for a key (active or invalid): the version it describes."""
+    """What the API lists for a key (active or invalid): the version it describes, and
+    the schema version of the writer that described it (1 when the API does not say)."""
 
     key: str
     version_id: str | None
     etag: str | None
     status: str = "active"
+    schema: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class KeyDrift:
-    """One key's classification."""
+    """One key's classification; ``older_schema`` when it is stale only because its
+    record was written by an older schema."""
 
     key: str
     drift: Drift
+    older_schema: bool = False
 
 
 Listed = TypeVar("Listed", BucketObject, IndexRecord)
@@ -114,8 +123,12 @@ def classify(objects: Iterable[BucketObject], records: Iterable[IndexRecord]) ->
             yield KeyDrift(record.key, Drift.ORPHANED)
             record = next(record_stream, None)
         else:
-            drift = Drift.UNCHANGED if describes(record, current) else Drift.STALE
-            yield KeyDrift(current.key, drift)
+            if not describes(record, current):
+                yield KeyDrift(current.key, Drift.STALE)
+            elif record.schema < SCHEMA_VERSION:
+                yield KeyDrift(current.key, Drift.STALE, older_schema=True)
+            else:
+                yield KeyDrift(current.key, Drift.UNCHANGED)
             current = next(object_stream, None)
             record = next(record_stream, None)
 

@@ -54,8 +54,39 @@ Listing decisions:
   the query budget ran out at a page boundary, DynamoDB's ``LastEvaluatedKey`` (everything
   up to it was returned or filtered out). Never a key past an item not returned, so pages
   have no gaps and no duplicates. ``null`` only when the index is exhausted.
-* The body stops growing at about ``MAX_BODY_BYTES`` (1 MB): with 1 KB keys a page of 1000
-  could otherwise approach the limits of Lambda (6 MB) and of the API.
+* The body stops growing at about ``MAX_BODY_BYTES``: with 1 KB keys and their URLs a page
+  of 1000 could otherwise pass the limits of Lambda (6 MB) and of the API.
+
+Links (presigned URLs), so a client can show an image without AWS credentials of its own:
+
+* Every item of both routes carries ``"urls": {"image": URL, "256": URL, "1024": URL}``
+  and ``"urls_expire_at"`` (ISO 8601 UTC, ``...Z``). ``image`` is the key's current object
+  in ``BUCKET_NAME`` (no ``versionId``: the record may lag a new upload by a moment, and
+  the current image is what a viewer wants); ``"256"`` and ``"1024"`` are the record's
+  thumbnails (``record.thumbnails``) in ``THUMBNAILS_BUCKET``, present only when the
+  record has them (an invalid image, or one whose thumbnails failed, has ``image`` only).
+  In the items, not on a route of their own: a gallery page needs a URL for every item it
+  lists, and one round trip per item would cost more than signing does.
+* Each link signs the response headers it serves (``item_links``' docstring): the image
+  type detected from the bytes, inline, for an active image; a download
+  (``application/octet-stream``, ``attachment``) for anything else, so an object stored
+  as ``text/html`` never opens as a page; thumbnails as ``image/webp``.
+* Valid for ``URL_EXPIRES_S`` seconds (default 900, at most 604,800), all URLs of a
+  response dated alike. Signed with the function's own credentials (its role's session,
+  so each URL carries ``X-Amz-Security-Token`` and also stops working when that session
+  ends; Lambda's last longer than the expiry), SigV4 query signing with
+  ``UNSIGNED-PAYLOAD``, at the S3 client's endpoint and addressing style (path-style on
+  the local cloud's 127.0.0.1, virtual-hosted on AWS). The role may ``s3:GetObject`` on
+  the two buckets' objects and nothing more, so a URL opens exactly one image.
+* Signed by ``presign`` (a few µs per URL), not by botocore's ``generate_presigned_url``
+  (about 200 µs, over 4 s for a page of 3,000 URLs on a 256 MB function's share of a
+  vCPU); botocore still decides each bucket's endpoint, once per runtime.
+* A function whose environment lacks ``BUCKET_NAME`` or ``THUMBNAILS_BUCKET`` (a stack
+  not bootstrapped since) lists items without ``urls`` and logs a warning per request,
+  rather than failing: a listing is still what ``imgcli list`` and ``reconcile`` need.
+* URLs make an item about 4 KB bigger (three URLs with a session token), so the body
+  budget is ``MAX_BODY_BYTES`` = 2.5 MB: a page of 1,000 such items with short keys still
+  fits, and even a body of nothing but escaped characters stays under Lambda's 6 MB.
 
 Errors are ``{"error": {"code", "message"}}`` with a 4xx status; nothing a client sends
 (and no malformed event) yields a 500. A DynamoDB failure propagates: the API answers 5xx,
@@ -70,15 +101,17 @@ import os
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
-from . import cursor, records
+from . import cursor, presign, records
+from .item_links import ItemLinks, SignedLinks, links_from_environment
 from .logs import JsonLogger
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
-MAX_BODY_BYTES: Final = 1_000_000
+MAX_BODY_BYTES: Final = 2_500_000
 MAX_QUERIES_PER_REQUEST: Final = 10
 LISTABLE_STATUSES: Final = ("active", "invalid")
 
@@ -107,17 +140,36 @@ class RequestError(Exception):
         self.headers = dict(headers or {})
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """What a warm runtime builds once: clients, table, cursor secret, URL signing."""
+
+    dynamodb: Any
+    table_name: str
+    secret: bytes
+    #: ``None`` when the environment cannot say which buckets to sign for.
+    links: SignedLinks | None
+    #: Said in a log line with every request: what is wrong with the configuration.
+    warnings: tuple[str, ...]
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """The Lambda entry point (``lambdas.retrieve.handler``)."""
     request_id = getattr(context, "aws_request_id", None)
     LOGGER.request_id = request_id if isinstance(request_id, str) else None
-    dynamodb, table_name, secret = _runtime()
-    return respond(event, dynamodb, table_name, secret=secret, now=int(time.time()))
+    runtime = _runtime()
+    for warning in runtime.warnings:
+        LOGGER.warning(warning)
+    now = int(time.time())
+    links = runtime.links.at(now) if runtime.links is not None else None
+    return respond(
+        event, runtime.dynamodb, runtime.table_name, secret=runtime.secret, now=now, links=links
+    )
 
 
 @functools.cache
-def _runtime() -> tuple[Any, str, bytes]:
-    """The client, table and cursor secret, built on the first invocation of a runtime."""
+def _runtime() -> Runtime:
+    """Built on the first invocation of a runtime (never at import, so moto starts first)."""
     import boto3
     from botocore.config import Config
 
@@ -126,8 +178,18 @@ def _runtime() -> tuple[Any, str, bytes]:
         raise RuntimeError("TABLE_NAME is not set in the function's environment")
     # API Gateway gives up after 30 s; a stuck connection must fail well before that.
     config = Config(retries={"mode": "standard"}, connect_timeout=3, read_timeout=10)
-    dynamodb = boto3.client("dynamodb", config=config)
-    return dynamodb, table_name, cursor.secret_for(table_name, os.environ)
+    session = boto3.session.Session()
+    dynamodb = session.client("dynamodb", config=config)
+
+    def credentials() -> presign.Credentials:
+        frozen = session.get_credentials().get_frozen_credentials()
+        return presign.Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+    def s3() -> Any:
+        return session.client("s3", config=Config(signature_version="s3v4"))
+
+    links, warnings = links_from_environment(os.environ, s3, credentials)
+    return Runtime(dynamodb, table_name, cursor.secret_for(table_name, os.environ), links, warnings)
 
 
 def respond(
@@ -138,15 +200,17 @@ def respond(
     secret: bytes,
     now: int,
     logger: JsonLogger = LOGGER,
+    links: ItemLinks | None = None,
 ) -> dict[str, Any]:
-    """The payload 2.0 response to ``event``; ``now`` (epoch seconds) decides expiry."""
+    """The payload 2.0 response to ``event``; ``now`` (epoch seconds) decides expiry;
+    ``links`` signs each item's ``urls`` (``None``: items carry none)."""
     log_fields = {
         "route": _printable(_field(event, "routeKey")),
         "method": _printable(_method(event)),
         "api_request_id": _printable(_field(event, "requestContext", "requestId")),
     }
     try:
-        body, count = _serve(event, dynamodb, table_name, secret=secret, now=now)
+        body, count = _serve(event, dynamodb, table_name, secret=secret, now=now, links=links)
         response = _response(200, body)
     except RequestError as error:
         count = 0
@@ -162,7 +226,13 @@ def respond(
 
 
 def _serve(
-    event: Any, dynamodb: Any, table_name: str, *, secret: bytes, now: int
+    event: Any,
+    dynamodb: Any,
+    table_name: str,
+    *,
+    secret: bytes,
+    now: int,
+    links: ItemLinks | None,
 ) -> tuple[dict[str, Any], int]:
     if not isinstance(event, Mapping) or event.get("version") != "2.0":
         raise RequestError(
@@ -181,12 +251,18 @@ def _serve(
             {"allow": "GET"},
         )
     if template == LIST_ROUTE:
-        return _list_images(event, dynamodb, table_name, secret=secret, now=now)
-    return _get_image(event, dynamodb, table_name, now=now), 1
+        return _list_images(event, dynamodb, table_name, secret=secret, now=now, links=links)
+    return _get_image(event, dynamodb, table_name, now=now, links=links), 1
 
 
 def _list_images(
-    event: Mapping[str, Any], dynamodb: Any, table_name: str, *, secret: bytes, now: int
+    event: Mapping[str, Any],
+    dynamodb: Any,
+    table_name: str,
+    *,
+    secret: bytes,
+    now: int,
+    links: ItemLinks | None,
 ) -> tuple[dict[str, Any], int]:
     parameters = _query_parameters(event)
     limit = _limit(parameters.get("limit"))
@@ -206,7 +282,14 @@ def _list_images(
         except cursor.InvalidCursor as error:
             raise RequestError(400, "invalid_cursor", str(error)) from None
     items, position = _query_page(
-        dynamodb, table_name, status=status, prefix=prefix, after=after, limit=limit, now=now
+        dynamodb,
+        table_name,
+        status=status,
+        prefix=prefix,
+        after=after,
+        limit=limit,
+        now=now,
+        links=links,
     )
     next_cursor = None
     if position is not None:
@@ -225,6 +308,7 @@ def _query_page(
     after: str | None,
     limit: int,
     now: int,
+    links: ItemLinks | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Up to ``limit`` live items after ``after``, and the position to resume from."""
     names = {"#status": records.STATUS_ATTRIBUTE, "#expires": records.EXPIRY_ATTRIBUTE}
@@ -255,7 +339,7 @@ def _query_page(
             **query, Limit=batch, **({"ExclusiveStartKey": start_key} if start_key else {})
         )
         for item in page.get("Items", ()):
-            rendered = records.to_public_json(records.from_item(item))
+            rendered = _public(records.from_item(item), links)
             size = len(_dumps(rendered).encode("utf-8")) + 1
             if len(items) == limit or (items and size > budget):
                 return items, items[-1]["key"]
@@ -275,7 +359,7 @@ def _index_key(key: str, status: str) -> dict[str, Any]:
 
 
 def _get_image(
-    event: Mapping[str, Any], dynamodb: Any, table_name: str, *, now: int
+    event: Mapping[str, Any], dynamodb: Any, table_name: str, *, now: int, links: ItemLinks | None
 ) -> dict[str, Any]:
     key = _field(event, "pathParameters", KEY_PARAMETER)
     if not isinstance(key, str) or not key:
@@ -287,7 +371,12 @@ def _get_image(
     record = records.from_item(found) if found else None
     if record is None or record.status == "deleted" or records.is_expired(record, now):
         raise RequestError(404, "not_found", f"no image with key {key!r}")
-    return records.to_public_json(record)
+    return _public(record, links)
+
+
+def _public(record: records.ImageRecord, links: ItemLinks | None) -> dict[str, Any]:
+    item = records.to_public_json(record)
+    return links.add_to(item, record) if links is not None else item
 
 
 def _query_parameters(event: Mapping[str, Any]) -> dict[str, str]:

@@ -14,7 +14,9 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from imgcli.lambdas import cursor, records, retrieve
+from imgcli.lambdas.item_links import ItemLinks, SignedLinks
 from imgcli.lambdas.logs import JsonLogger
+from imgcli.lambdas.presign import Credentials
 from imgcli.lambdas.records import ImageRecord
 from tests.eventdata import load_event
 
@@ -90,10 +92,13 @@ def get_event(key: str) -> dict[str, Any]:
 class Api:
     """Calls ``respond`` as the handler would, and keeps the log lines it wrote."""
 
-    def __init__(self, dynamodb: Any, table: str, *, now: int = NOW) -> None:
+    def __init__(
+        self, dynamodb: Any, table: str, *, now: int = NOW, links: ItemLinks | None = None
+    ) -> None:
         self.dynamodb = dynamodb
         self.table = table
         self.now = now
+        self.links = links
         self.secret = cursor.secret_for(table, {})
         self.log = io.StringIO()
 
@@ -105,6 +110,7 @@ class Api:
             secret=self.secret,
             now=self.now,
             logger=JsonLogger("retrieve", stream=self.log),
+            links=self.links,
         )
         assert response["isBase64Encoded"] is False
         assert response["headers"]["content-type"] == "application/json"
@@ -135,6 +141,29 @@ class Api:
 
     def log_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log.getvalue().splitlines()]
+
+
+def signed_links(now: int = NOW) -> ItemLinks:
+    """Links signed as a role session would sign them (a token of AWS's typical length)."""
+    import boto3
+    from botocore.config import Config
+
+    credentials = Credentials("ASIAROLESESSION00001", "role/secret+key", "FwoGZX" + "x" * 900)
+    s3 = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        aws_access_key_id=credentials.access_key,
+        aws_secret_access_key=credentials.secret_key,
+        aws_session_token=credentials.token,
+        config=Config(signature_version="s3v4"),
+    )
+    links = SignedLinks(
+        s3,
+        lambda: credentials,
+        bucket="imgcli-main-123456789012-us-east-1",
+        thumbnails_bucket="imgcli-main-thumbs-123456789012-us-east-1",
+    )
+    return links.at(now)
 
 
 def assert_client_error(response: dict[str, Any], status: int = 400) -> dict[str, Any]:

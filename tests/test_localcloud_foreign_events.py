@@ -109,5 +109,10 @@ def test_events_for_another_bucket_change_nothing(stack: dict[str, Any], tmp_pat
     assert indexed() == before
     again = run_imgcli(env, "show", KEY, "--json")
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout) == json.loads(shown.stdout)
+    assert without_links(json.loads(again.stdout)) == without_links(json.loads(shown.stdout))
     assert failed_queue_depth(stack) == (0, 0)
+
+
+def without_links(record: dict[str, Any]) -> dict[str, Any]:
+    """The record without its presigned links, which are signed anew on every request."""
+    return {name: value for name, value in record.items() if name not in ("urls", "urls_expire_at")}

@@ -19,6 +19,7 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
+from imgcli.errors import RemoteError
 from imgcli.reconcile import (
     WOULD_REPAIR,
     KeyReport,
@@ -93,8 +94,12 @@ def test_a_keys_versions_split_across_pages_give_one_object() -> None:
 class Listing:
     """The API's listings: active and invalid records, as pages."""
 
-    def __init__(self, active: list[str], invalid: list[str]) -> None:
+    def __init__(
+        self, active: list[str], invalid: list[str], current: frozenset[str] = frozenset()
+    ) -> None:
         self.listed = {False: active, True: invalid}
+        #: Keys whose records the current schema wrote; the rest have no schema_version.
+        self.current = current
         self.asked: list[tuple[str | None, bool]] = []
 
     def list_pages(
@@ -104,6 +109,7 @@ class Listing:
         status = "invalid" if invalid else "active"
         items = [
             {"key": key, "status": status, "version_id": "v", "etag": "e", "size": 1}
+            | ({"schema_version": 2} if key in self.current else {})
             for key in self.listed[invalid]
         ]
         for start in range(0, len(items), 2):
@@ -121,10 +127,38 @@ def test_the_index_is_the_active_and_invalid_listings_merged() -> None:
         ("e", "invalid"),
         ("f", "active"),
     ]
-    assert records[0] == IndexRecord("a", "v", "e", "active")
+    assert records[0] == IndexRecord("a", "v", "e", "active", schema=1)
     assert sorted(api.asked) == [("p", False), ("p", True)]
     list(index_records(api, ""))
     assert api.asked[-1][0] is None  # an empty prefix asks for everything
+
+
+def test_the_index_says_which_schema_wrote_each_record() -> None:
+    api = Listing(["a", "c"], ["b"], current=frozenset({"a", "b"}))
+    assert [(r.key, r.schema) for r in index_records(api)] == [("a", 2), ("b", 2), ("c", 1)]
+
+
+@pytest.mark.parametrize("schema", [0, -1, "2", 1.5, True])
+def test_a_record_with_a_schema_version_that_is_no_version_stops_the_run(schema: object) -> None:
+    class Odd(Listing):
+        def list_pages(self, **_: Any) -> Iterator[list[dict[str, Any]]]:
+            yield [{"key": "a", "version_id": "v", "etag": "e", "schema_version": schema}]
+
+    with pytest.raises(RemoteError, match="schema_version"):
+        list(index_records(Odd([], [])))
+
+
+def test_older_schema_stale_keys_are_counted_apart() -> None:
+    found = [
+        KeyDrift("a", Drift.STALE, older_schema=True),
+        KeyDrift("b", Drift.STALE),
+        KeyDrift("c", Drift.UNCHANGED),
+    ]
+    summary = ReconcileSummary(dry_run=True)
+    reports = list(reconcile(found, None, summary))
+    assert [report.key for report in reports] == ["a", "b"]
+    assert (summary.stale, summary.older_schema, summary.unchanged) == (2, 1, 1)
+    assert summary.as_json()["older_schema"] == 1
 
 
 class RecordingRepair:
@@ -180,6 +214,7 @@ def test_drifted_keys_are_repaired_in_batches_of_at_most_100_a_few_at_once() -> 
         "unchanged": 1,
         "repaired": 1200,
         "failed": 0,
+        "older_schema": 0,
         "dry_run": False,
     }
 
@@ -317,3 +352,14 @@ def test_a_key_failure_from_the_function_is_kept_as_it_is() -> None:
         "a": "failed: S3 HeadObject 503",
         "b": "removed",
     }
+
+
+def test_the_summary_line_says_how_many_stale_records_are_of_an_older_schema() -> None:
+    from imgcli.commands.integrity import summary_line
+
+    summary = ReconcileSummary(dry_run=True, stale=3, older_schema=1, unchanged=2)
+    assert summary_line(summary) == (
+        "dry run: 5 keys compared: 0 missing, 3 stale (1 record of an older schema), "
+        "0 orphaned, 2 unchanged; nothing changed"
+    )
+    assert "older" not in summary_line(ReconcileSummary(dry_run=True, stale=3))

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imgcli.errors import ExitCode, describe_failure
+from imgcli.lambdas.records import SCHEMA_VERSION
 from imgcli.reconcile_drift import (
     BucketObject,
     Drift,
@@ -32,6 +33,7 @@ from imgcli.reconcile_drift import (
 keys = st.text(alphabet="ab/é\U0001f600", min_size=1, max_size=4)
 versions = st.sampled_from(["v1", "v2", None, "null"])
 etags = st.sampled_from(["e1", '"e1"', "e2"])
+schemas = st.sampled_from([1, SCHEMA_VERSION - 1, SCHEMA_VERSION, SCHEMA_VERSION + 1])
 
 
 class OnePass:
@@ -52,11 +54,14 @@ class OnePass:
 
 @given(
     st.dictionaries(keys, st.tuples(versions, etags), max_size=30),
-    st.dictionaries(keys, st.tuples(versions, etags, st.sampled_from(["active", "invalid"]))),
+    st.dictionaries(
+        keys,
+        st.tuples(versions, etags, st.sampled_from(["active", "invalid"]), schemas),
+    ),
 )
 def test_the_merge_is_the_set_arithmetic_of_the_keys_in_one_pass(
     objects: dict[str, tuple[str | None, str]],
-    records: dict[str, tuple[str | None, str, str]],
+    records: dict[str, tuple[str | None, str, str, int]],
 ) -> None:
     bucket = OnePass(BucketObject(key, *objects[key]) for key in sorted(objects))
     index = OnePass(IndexRecord(key, *records[key]) for key in sorted(records))
@@ -69,8 +74,9 @@ def test_the_merge_is_the_set_arithmetic_of_the_keys_in_one_pass(
     assert by_drift[Drift.ORPHANED] == records.keys() - objects.keys()
     both = objects.keys() & records.keys()
     assert by_drift[Drift.STALE] | by_drift[Drift.UNCHANGED] == both
+    older = {item.key for item in found if item.older_schema}
     for key in both:
-        (object_version, object_etag), (record_version, record_etag, _) = (
+        (object_version, object_etag), (record_version, record_etag, _, schema) = (
             objects[key],
             records[key],
         )
@@ -78,13 +84,37 @@ def test_the_merge_is_the_set_arithmetic_of_the_keys_in_one_pass(
             same = record_etag.strip('"') == object_etag.strip('"')
         else:
             same = record_version == object_version
-        assert (key in by_drift[Drift.UNCHANGED]) == same, key
+        # The current object, described by an older writer, is stale too (and says why).
+        assert (key in by_drift[Drift.UNCHANGED]) == (same and schema >= SCHEMA_VERSION), key
+        assert (key in older) == (same and schema < SCHEMA_VERSION), key
+    assert older <= by_drift[Drift.STALE]
     assert (bucket.taken, index.taken) == (len(objects), len(records))
+
+
+@pytest.mark.parametrize(
+    ("schema", "drift"),
+    [
+        (1, KeyDrift("k", Drift.STALE, older_schema=True)),
+        (SCHEMA_VERSION, KeyDrift("k", Drift.UNCHANGED)),
+        # A newer writer's record (a newer function, an older CLI) is not undone.
+        (SCHEMA_VERSION + 1, KeyDrift("k", Drift.UNCHANGED)),
+    ],
+)
+def test_a_record_of_an_older_schema_is_stale_though_it_describes_the_object(
+    schema: int, drift: KeyDrift
+) -> None:
+    current = [BucketObject("k", "v1", "e")]
+    assert list(classify(current, [IndexRecord("k", "v1", "e", schema=schema)])) == [drift]
+    # Another version is stale for that reason, whatever the schema.
+    other = [IndexRecord("k", "v0", "e", schema=schema)]
+    assert list(classify(current, other)) == [KeyDrift("k", Drift.STALE)]
 
 
 def test_the_merge_is_lazy_so_memory_holds_one_item_per_stream() -> None:
     endless = (BucketObject(f"k{n:09d}", "v", "e") for n in itertools.count())
-    index = OnePass(IndexRecord(f"k{n:09d}", "v", "e") for n in itertools.count(step=2))
+    index = OnePass(
+        IndexRecord(f"k{n:09d}", "v", "e", schema=SCHEMA_VERSION) for n in itertools.count(step=2)
+    )
     first = list(itertools.islice(classify(endless, index), 4))  # type: ignore[arg-type]
     assert first == [
         KeyDrift("k000000000", Drift.UNCHANGED),

@@ -111,6 +111,7 @@ def test_a_dry_run_reports_the_drift_and_changes_nothing(
             "unchanged": 1,
             "repaired": 0,
             "failed": 0,
+            "older_schema": 0,
             "dry_run": True,
         }
     }
@@ -164,6 +165,7 @@ def test_reconcile_repairs_exactly_the_drift_and_a_second_run_finds_nothing(
                 "unchanged": 4,
                 "repaired": 0,
                 "failed": 0,
+                "older_schema": 0,
                 "dry_run": False,
             }
         }

@@ -145,9 +145,9 @@ def test_handler_serves_the_fixture_events(
 
 def test_handler_builds_one_client_per_runtime(deployed: str) -> None:
     retrieve.handler(load_event("apigw_list_images"), LambdaContext())
-    client = retrieve._runtime()[0]
+    client = retrieve._runtime().dynamodb
     retrieve.handler(load_event("apigw_list_images"), None)
-    assert retrieve._runtime()[0] is client
+    assert retrieve._runtime().dynamodb is client
 
 
 def test_handler_requires_a_table_name(deployed: str, monkeypatch: pytest.MonkeyPatch) -> None:

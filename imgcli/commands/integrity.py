@@ -191,10 +191,12 @@ def _show_summary(
 
 def summary_line(summary: ReconcileSummary, *, stopped: bool = False) -> str:
     """What people read at the end: the counts, and what was repaired."""
+    stale = f"{summary.stale:,} stale"
+    if summary.older_schema:
+        stale += f" ({plural(summary.older_schema, 'record')} of an older schema)"
     counts = (
         f"{plural(summary.compared, 'key')} compared: {summary.missing:,} missing, "
-        f"{summary.stale:,} stale, {summary.orphaned:,} orphaned, "
-        f"{summary.unchanged:,} unchanged"
+        f"{stale}, {summary.orphaned:,} orphaned, {summary.unchanged:,} unchanged"
     )
     if stopped:
         return f"stopped by an error after {counts}; {summary.repaired:,} repaired before it"
