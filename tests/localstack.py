@@ -12,14 +12,17 @@ import secrets
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.credentials import Credentials
 
 from imgcli.config import LOCAL_REGION
+from imgcli.gallery_api import GalleryApi
 from imgcli.localcloud import process
 from imgcli.localcloud.secret import SECRET_FILE, local_cloud_dir
 
@@ -101,6 +104,21 @@ def local_client(stack: dict[str, Any], service: str) -> Any:
         aws_access_key_id=KEY,
         aws_secret_access_key=SECRET,
     )
+
+
+def api_of(stack: dict[str, Any]) -> GalleryApi:
+    """The stack's API as the owner calls it (signed with the local cloud's test key)."""
+    return GalleryApi(stack["api_url"], Credentials(KEY, SECRET), LOCAL_REGION)
+
+
+def eventually(check: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Return once ``check()`` is true, polling every 0.1 s; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 def failed_queue_depth(stack: dict[str, Any]) -> tuple[int, int]:

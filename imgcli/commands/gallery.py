@@ -94,7 +94,15 @@ CSV_COLUMNS: Final = (
     "etag",
     "version_id",
     "reason",
+    "thumbnail_reason",
+    "schema_version",
 )
+
+#: Fields CSV leaves out: nested objects (a cell holds one value) and the short-lived links
+#: that come with them. ``--json`` has them all.
+CSV_LEFT_OUT: Final = frozenset({"thumbnails", "urls", "urls_expire_at"})
+#: Fields ``show``'s table folds into one line of its own (``_detail_rows``).
+LINK_FIELDS: Final = frozenset({"urls", "urls_expire_at"})
 
 
 class ImageNotFound(ImgcliError):
@@ -196,12 +204,19 @@ def show_image(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(metavar="KEY", help="The image's key.", show_default=False)],
     json_output: JsonFlag = False,
+    preview: Annotated[
+        bool,
+        typer.Option("--preview", help="After the details, draw the thumbnail in the terminal."),
+    ] = False,
 ) -> None:
     """Show one image's recorded details: format, dimensions, size, EXIF basics, times.
 
-    Exit code 1 when the API lists no image with that key.
+    Exit code 1 when the API lists no image with that key. --preview then draws its
+    thumbnail (coloured half-blocks, or the terminal's inline images in kitty and iTerm2);
+    an image without one says why on stderr and still exits 0. --preview and --json
+    cannot go together.
 
-    Example: imgcli show "holiday/beach 1.jpg" --json
+    Example: imgcli show "holiday/beach 1.jpg" --preview
     """
     from imgcli.gallery_api import gallery_api_for
 
@@ -209,14 +224,19 @@ def show_image(
         raise UsageError("the image key must not be empty")
     checked_existing_key(key, "the image key")
     run = command_invocation(ctx, json_output)
+    if preview and run.output.json_mode:
+        raise UsageError("--preview draws on the terminal; --json writes JSON: pick one")
     image = gallery_api_for(run).get_image(key)
     if image is None:
         raise ImageNotFound(
             f"no image with key '{key}' in stack '{run.settings.name}'",
             hint="'imgcli list' shows the keys; 'imgcli list --invalid' the unreadable ones",
         )
-    rows = [(name, _detail(name, value)) for name, value in image.items() if value is not None]
-    run.output.document(image, columns=("field", "value"), rows=rows, title=key)
+    run.output.document(image, columns=("field", "value"), rows=_detail_rows(image), title=key)
+    if preview and not run.output.quiet:
+        from imgcli.preview import show_preview
+
+        show_preview(run, image)
 
 
 @reports_failures
@@ -396,17 +416,42 @@ def listing_row(image: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _detail_rows(image: Mapping[str, Any]) -> list[tuple[str, object]]:
+    """``show``'s table: every recorded field but the links, which are long and short-lived
+    (one line says until when they work; ``--json`` has them)."""
+    rows = [
+        (name, _detail(name, value))
+        for name, value in image.items()
+        if value is not None and name not in LINK_FIELDS
+    ]
+    if image.get("urls"):
+        until = image.get("urls_expire_at") or "soon"
+        rows.append(("links", f"{len(image['urls'])} presigned, until {until} (--json shows them)"))
+    return rows
+
+
 def _detail(name: str, value: object) -> object:
     if name == "size" and isinstance(value, int) and value >= 1024:
         return f"{human_size(value)} ({value} bytes)"
+    if name == "thumbnails" and isinstance(value, Mapping):
+        return "; ".join(_thumbnail_detail(box, entry) for box, entry in value.items())
     return value
+
+
+def _thumbnail_detail(box: str, entry: object) -> str:
+    if not isinstance(entry, Mapping):
+        return f"{box}: ?"
+    size = entry.get("size")
+    amount = human_size(size) if isinstance(size, int) else "?"
+    return f"{box}: {entry.get('width')}x{entry.get('height')} ({amount})"
 
 
 def write_csv(output: Output, images: Iterable[Mapping[str, Any]]) -> None:
     """Images as CSV with a header row on stdout, written as they arrive.
 
     The header is known before the first page: the API's fields, plus any new field the
-    first image carries (a newer stack). ``--quiet`` writes nothing, as for every result.
+    first image carries (a newer stack), but not the nested ``thumbnails`` and the links
+    (``CSV_LEFT_OUT``). ``--quiet`` writes nothing, as for every result.
     Values go out unchanged, in RFC 4180's form: CRLF ends a record, so a value holding a
     carriage return or a newline is quoted (with ``\n`` alone, Python's writer leaves a
     lone CR unquoted, and readers split the record there).
@@ -418,7 +463,8 @@ def write_csv(output: Output, images: Iterable[Mapping[str, Any]]) -> None:
         for _ in iterator:
             pass  # still fetch: errors must surface
         return
-    extra = [name for name in (first or {}) if name not in CSV_COLUMNS]
+    left_out = CSV_LEFT_OUT.union(CSV_COLUMNS)
+    extra = [name for name in (first or {}) if name not in left_out]
     writer = csv.DictWriter(
         stream, fieldnames=[*CSV_COLUMNS, *extra], extrasaction="ignore", lineterminator="\r\n"
     )
