@@ -33,7 +33,8 @@ demo: $(STAMP)
 	$(BIN)/imgcli list
 	@echo
 	@echo "Try next (or 'source .venv/bin/activate' first, then type just 'imgcli ...'):"
-	@echo "  .venv/bin/imgcli show 'holiday/sunset at sea.jpg'"
+	@echo "  .venv/bin/imgcli show 'holiday/snow+ski.png' --preview   # its thumbnail, drawn in the terminal"
+	@echo "  .venv/bin/imgcli url meadow.jpg --thumbnail 1024        # a link anyone can open for an hour"
 	@echo "  .venv/bin/imgcli upload --recursive ~/Pictures --prefix mine/   # a folder of yours"
 	@echo "  .venv/bin/imgcli list --json | head"
 	@echo "  .venv/bin/imgcli local status      # endpoint and key; 'eval \"\$$(.venv/bin/imgcli local env)\"' for other AWS tools"
@@ -54,6 +55,14 @@ bench-durability: $(STAMP)
 	git archive $(JOURNAL_BEFORE) | tar -x -C .bench-before
 	$(BIN)/python benchmarks/journal_cost.py --before .bench-before
 	rm -rf .bench-before
+
+# What thumbnails cost (issue 14): each image alone in a fresh process
+# (benchmarks/thumbnail_cost.py), then through the local cloud's Lambda runtime, a fresh
+# worker per image (benchmarks/thumbnail_local.py).
+.PHONY: bench-thumbnails
+bench-thumbnails: $(STAMP)
+	$(BIN)/python benchmarks/thumbnail_cost.py
+	$(BIN)/python benchmarks/thumbnail_local.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -39,7 +39,10 @@ def readme_commands() -> list[str]:
 
 def test_the_readme_has_runnable_examples_of_every_command() -> None:
     commands = readme_commands()
-    names = "bootstrap destroy stack upload list show delete doctor reconcile events logs local"
+    names = (
+        "bootstrap destroy stack upload download list show delete versions restore url doctor"
+        " reconcile events logs local"
+    )
     for name in names.split():
         assert any(f" {name}" in command for command in commands), name
 

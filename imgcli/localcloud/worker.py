@@ -50,6 +50,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 FRAME_HEADER: Final = struct.Struct(">I")
@@ -213,8 +214,22 @@ def _flush_output() -> None:
 
 
 def _max_memory_mb() -> int:
-    # ru_maxrss is in kilobytes on Linux: the REPORT line's "Max Memory Used".
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    """This process's own peak RSS: the REPORT line's "Max Memory Used".
+
+    ``VmHWM`` where ``/proc`` has it, not ``ru_maxrss``: Linux keeps ``ru_maxrss`` across
+    ``exec``, so a worker the runtime started (``vfork``, then ``exec``) would report the
+    local cloud server's own peak, which holds every stored object. ``VmHWM`` belongs to
+    the address space, which ``exec`` replaces.
+    """
+    try:
+        status = Path("/proc/self/status").read_text(encoding="ascii")
+    except OSError:
+        status = ""  # not Linux
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // (1 << 20) if sys.platform == "darwin" else peak // 1024  # bytes on macOS
 
 
 def serve(config: dict[str, Any]) -> int:
