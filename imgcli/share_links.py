@@ -17,8 +17,11 @@ the link can GET that one object until it expires. Decisions:
   bucket's origin. Unless the stored type is one of the image types imgcli accepts
   (``imgcli.lambdas.image_metadata.CONTENT_TYPES``, compared exactly), the link is signed
   with ``response-content-type=application/octet-stream`` and
-  ``response-content-disposition=attachment``: it downloads, it never renders. The type
-  is read from the HeadObject that checks the object, of the very version linked.
+  ``response-content-disposition=attachment``: it downloads, it never renders. An image
+  type is signed too (``response-content-type`` as stored, ``inline``): a link without a
+  version serves whatever the key holds when it is opened, for up to seven days, and an
+  upload of a page over the key must not turn the link into one. The type is read from
+  the HeadObject that checks the object, of the very version linked.
 * **Temporary credentials** (``temporary_credentials``): a link signed with a session
   token (SSO, an assumed role, ``aws sts get-session-token``) dies with that session,
   whatever its ``X-Amz-Expires`` says; the command warns.
@@ -55,6 +58,7 @@ REINDEX_HINT: Final = "indexed before thumbnails: run 'imgcli reconcile' to make
 #: What a link to an object not stored as an accepted image type answers.
 DOWNLOAD_CONTENT_TYPE: Final = "application/octet-stream"
 DOWNLOAD_DISPOSITION: Final = "attachment"
+INLINE_DISPOSITION: Final = "inline"
 _EXPIRY: Final = re.compile(r"([0-9]{1,9})([smhd]?)")
 #: HeadObject's answers for "no such object": missing key or version, or a delete marker
 #: (405 when one is named by version id).
@@ -140,12 +144,15 @@ def check_object(s3: Any, bucket: str, key: str, version_id: str | None = None) 
 
 
 def response_overrides(stored_content_type: str | None) -> dict[str, str]:
-    """What a link to an object stored as ``stored_content_type`` makes S3 answer instead:
-    nothing for an image type imgcli accepts, else a download (module docstring)."""
+    """What a link to an object stored as ``stored_content_type`` makes S3 answer: that
+    type, inline, for an image type imgcli accepts, else a download (module docstring)."""
     from imgcli.lambdas.image_metadata import CONTENT_TYPES
 
-    if stored_content_type in CONTENT_TYPES.values():
-        return {}
+    if stored_content_type is not None and stored_content_type in CONTENT_TYPES.values():
+        return {
+            "ResponseContentType": stored_content_type,
+            "ResponseContentDisposition": INLINE_DISPOSITION,
+        }
     return {
         "ResponseContentType": DOWNLOAD_CONTENT_TYPE,
         "ResponseContentDisposition": DOWNLOAD_DISPOSITION,

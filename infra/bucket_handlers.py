@@ -123,8 +123,12 @@ def name_taken(name: str) -> BucketNameTaken:
 
 def xml_safe(key: str) -> bool:
     """Whether ``key`` survives an XML 1.0 body as it is: no control character (a tab and
-    a newline would, but a carriage return becomes a newline, so all go alike)."""
-    return not any(ord(character) < 0x20 for character in key)
+    a newline would, but a carriage return becomes a newline, so all go alike), nor the
+    noncharacters U+FFFE and U+FFFF or a lone surrogate, which XML 1.0 excludes too."""
+    return not any(
+        ord(character) < 0x20 or character in "\ufffe\uffff" or "\ud800" <= character <= "\udfff"
+        for character in key
+    )
 
 
 def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -352,6 +356,7 @@ class BucketHandler:
         )
 
     def _delete_every_version(self, name: str) -> None:
+        previous: list[dict[str, str]] = []
         while True:
             page = self._client.list_object_versions(Bucket=name, MaxKeys=self._page_size)
             entries = [
@@ -360,6 +365,14 @@ class BucketHandler:
             ]
             if not entries:
                 return
+            if entries == previous:  # the deletes changed nothing: never loop for ever
+                raise InfraError(
+                    f"S3 still lists {len(entries)} object versions of bucket {name} after "
+                    f"deleting them, e.g. {entries[0]['Key']!r}; the bucket was kept",
+                    hint="check that your credentials may s3:DeleteObjectVersion, then run "
+                    "destroy again",
+                )
+            previous = entries
             # DeleteObjects is an XML body, which cannot carry most control characters:
             # such keys (possible since S3 takes any UTF-8) go one request each.
             lone = [entry for entry in entries if not xml_safe(entry["Key"])]

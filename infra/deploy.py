@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from imgcli.infra.errors import BucketNotEmpty, StackNotBootstrapped, StackUsageError
 from imgcli.infra.handlers import Handlers
 from imgcli.infra.lock import WaitListener, local_cloud_lock, stack_lock, stack_locks
-from imgcli.infra.names import StackNames, check_stack_name
+from imgcli.infra.names import StackNames, check_new_stack_name, check_stack_name
 from imgcli.infra.plan import Plan, StepListener, execute, plan_bootstrap, plan_destroy
 from imgcli.infra.resources import (
     API_ID,
@@ -212,6 +212,8 @@ def _bootstrap(
     on_step: StepListener | None,
 ) -> Outcome:
     state = environment.state()
+    if not state.outputs and not state.steps_done:
+        check_new_stack_name(environment.stack)  # nothing of it exists yet
     options = StackOptions.from_record({**state.options, **changes})
     target = environment.target
     if target == "local":

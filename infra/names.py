@@ -6,8 +6,8 @@ earlier run created without having to remember it, and two stacks never collide.
 Bucket names are global across all AWS accounts, so the buckets carry the account id and
 region (``imgcli-<stack>-<account>-<region>`` for the gallery,
 ``imgcli-<stack>-thumbs-<account>-<region>`` for its thumbnails); a name still taken by
-someone else is reported by bootstrap as such, never silently swapped, and stack names
-ending in ``-thumbs`` are refused, since ``x-thumbs``'s gallery would be named as ``x``'s
+someone else is reported by bootstrap as such, never silently swapped, and a new stack
+may not be named ``*-thumbs``, since ``x-thumbs``'s gallery would be named as ``x``'s
 thumbnails. Names over S3's
 63-character limit keep a readable head and end in a short hash of the full name, so they
 stay unique.
@@ -40,6 +40,17 @@ def check_stack_name(stack: str) -> str:
             "single hyphens, starting with a letter",
             hint="choose another name with --stack or IMGCLI_STACK",
         )
+    return stack
+
+
+def check_new_stack_name(stack: str) -> str:
+    """``check_stack_name``, and not a reserved name: for a stack about to be created.
+
+    Only a new stack is refused a reserved name: one created before the rule stays usable
+    (listed, bootstrapped, destroyed), and the planner never lets another stack adopt its
+    resources (``plan.other_stack``).
+    """
+    check_stack_name(stack)
     if stack.endswith(RESERVED_SUFFIX):
         base = stack.removesuffix(RESERVED_SUFFIX)
         raise InvalidStackName(

@@ -184,10 +184,9 @@ def describe_current(
     before = reader.bytes_fetched
     for start, stop in _gaps(spans, size):
         # One GET per stretch the check did not read (usually one: between a JPEG's head
-        # and its tail), pinned like every range; the reader keeps what it fetched, so no
-        # byte is fetched or held twice.
-        reader.seek(start)
-        reader.read(stop - start)
+        # and its tail), exactly that stretch, pinned like every range; the reader keeps
+        # it, so no byte is fetched or held twice.
+        reader.fill(start, stop)
     bytes_read = reader.bytes_fetched - before
     stream = HandedOver(reader)
     del reader  # from here the stream holds the only reference to the object's bytes

@@ -86,9 +86,18 @@ class RangedReader(SizedStream):
                 return data[offset : offset + (end - start)]
         return b""
 
+    def fill(self, start: int, end: int) -> None:
+        """Fetch bytes ``start`` to ``end`` (exclusive) in one request, exactly those, and
+        keep them: for a caller that knows what it will read and what is already here."""
+        if start < end:
+            self._fetch_segment(start, min(end, self._size) - 1)
+
     def _fetch_from(self, start: int, end: int) -> bytes:
         length = max(end - start, self._min_fetch, self.bytes_fetched)
-        stop = min(start + length, self._size) - 1
+        return self._fetch_segment(start, min(start + length, self._size) - 1)[: end - start]
+
+    def _fetch_segment(self, start: int, stop: int) -> bytes:
+        """Bytes ``start`` to ``stop`` (inclusive), fetched and kept."""
         try:
             data = self._fetch(start, stop)
         except Exception as exc:
@@ -98,4 +107,4 @@ class RangedReader(SizedStream):
         self.fetches += 1
         self.bytes_fetched += len(data)
         self._segments.append((start, data))
-        return data[: end - start]
+        return data

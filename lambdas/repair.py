@@ -38,8 +38,8 @@ current object written under an older schema (``schema_version`` below
 ``SCHEMA_VERSION``: a gallery indexed before thumbnails), or an active one with neither
 thumbnails nor ``thumbnail_reason``, does not match: the object is described again
 (making its thumbnails) and written like any other repair. Writes remove thumbnails as an
-event's do (``save_delete``): those only the replaced record pointed at, or, when the
-write is refused, those this repair wrote that the stored record does not point at. A
+event's do (``save_delete``): those the replaced record pointed at, or, when the write is
+refused, those this repair wrote (keys of its own: ``thumbnail_store``). A
 current object that does not match is described exactly as an event's is, pinned to the
 version (or ETag) the ``HeadObject`` saw; if it changed in between, the key is tried once
 more from the start.

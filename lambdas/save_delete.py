@@ -85,16 +85,17 @@ repeated or reordered:
   expects.
 
 **Thumbnails.** A valid image's thumbnails are made and written to the thumbnails bucket
-(``THUMBNAILS_BUCKET``) before its record (``current_object``, ``thumbnail_store``): one
-key per object version, so a new version never overwrites the current one's. The record
-write returns the item it replaced (``ReturnValues="ALL_OLD"``, no extra read), and the
-thumbnails only that item pointed at are then removed; a tombstone removes its image's
-the same way. A write refused by its condition returns the stored item
+(``THUMBNAILS_BUCKET``) before its record (``current_object``, ``thumbnail_store``), under
+keys no other writer uses (the image, its version, a random name per writer), so no
+writer ever removes or overwrites thumbnails another may name. The record write returns
+the item it replaced (``ReturnValues="ALL_OLD"``, no extra read), and the thumbnails that
+item pointed at are then removed; a tombstone removes its image's the same way. A write
+refused by its condition returns the stored item
 (``ReturnValuesOnConditionCheckFailure="ALL_OLD"``, no extra read either), and the
-thumbnails this invocation wrote are removed unless that item points at the same keys (a
-duplicate event of the current version wrote the live thumbnails' own keys). Removal
-failures are logged, not raised: an orphaned thumbnail is harmless. A failed thumbnail
-write fails the record (retried: a 5xx is transient and every write is idempotent). A
+thumbnails this invocation wrote are removed unless that item names them (it is this
+writer's own, from a retried write that had landed). Removal failures are logged, not
+raised: an orphaned thumbnail is harmless. A failed thumbnail write fails the record
+(retried: a 5xx is transient; what it wrote is removed first). A
 function whose configuration lacks ``THUMBNAILS_BUCKET`` fails every invocation as one
 without ``BUCKET_NAME`` does: it must not write records of this schema without
 thumbnails.

@@ -6,24 +6,28 @@ gallery bucket stays read-only for it.
 
 What it decided:
 
-* **One key per (image key, object version, box)**:
-  ``<sha256 hex of the image key's UTF-8>/<version tag>/<box>.webp``. The version tag is
-  the S3 version id (percent-quoted), or ``etag-<etag>`` for an object without one (an
-  unversioned bucket, or the version S3 spells ``"null"``, which a later upload
-  overwrites: its ETag tells two such objects apart, as reconcile compares them). So a
-  new version writes new keys and a racing older event can never overwrite the current
-  version's thumbnails; the hash keeps every key short (under 150 bytes, far below S3's
-  1,024) whatever the image key holds. A tag longer than ``MAX_TAG_CHARS`` (no real
-  version id or ETag is) is hashed too.
+* **One key per write**:
+  ``<sha256 hex of the image key's UTF-8>/<version tag>/<writer>/<box>.webp``. The
+  version tag is the S3 version id (percent-quoted), or ``etag-<etag>`` for an object
+  without one (an unversioned bucket, or the version S3 spells ``"null"``, which a later
+  upload overwrites); ``writer`` is random, drawn once per description. So no two writers
+  ever share a key, and every removal is safe: a writer removes only keys it wrote itself
+  (its write was refused, or failed half way) or keys of a record its own write replaced,
+  which no other record can name again. Keys shared per version were not: a writer
+  replacing a record of that version (or a tombstone of a delete, racing the re-index of
+  the version a removed delete marker uncovers) would remove thumbnails another writer of
+  the same version was about to name, leaving a record whose thumbnails are gone, which
+  reconcile (comparing records with the gallery) never sees. The cost: a duplicate event
+  writes its own pair, then removes it. The hash keeps every key short (under 170 bytes,
+  far below S3's 1,024) whatever the image key holds; a tag longer than
+  ``MAX_TAG_CHARS`` (no real version id or ETag is) is hashed too.
 * Objects are written with ``Content-Type: image/webp`` and a year-long ``immutable``
   ``Cache-Control``: a key's bytes never change (same version, same thumbnail). It is
   ``private``: the gallery is, and shared caches must not keep what a presigned URL
   showed once.
 * A failed write raises (the event is retried: a 5xx or throttling past botocore's
-  retries is transient, and every write is idempotent). The boxes that call already
-  wrote stay: their keys may be the live record's own (a duplicate event of the current
-  version writes the same keys), and the retry writes them again anyway. A failed
-  removal is logged, never raised:
+  retries is transient); the boxes that call already wrote are removed first, best
+  effort (they are its own). A failed removal is logged, never raised:
   an orphaned thumbnail is harmless (nothing points at it, and it is not served
   without a record naming it), while failing the event would retry work that is done.
 """
@@ -31,6 +35,7 @@ What it decided:
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Final
@@ -49,6 +54,8 @@ CACHE_CONTROL: Final = "private, max-age=31536000, immutable"
 #: How S3 spells the version id of an object that has none.
 NULL_VERSION: Final = "null"
 MAX_TAG_CHARS: Final = 200
+#: Random bytes naming one writer's thumbnails (hex: twice as many characters).
+WRITER_BYTES: Final = 8
 
 
 def version_tag(version_id: str | None, etag: str | None) -> str:
@@ -64,10 +71,16 @@ def version_tag(version_id: str | None, etag: str | None) -> str:
     return tag
 
 
-def thumbnail_key(image_key: str, tag: str, box: int) -> str:
-    """The key of ``image_key``'s ``box`` thumbnail for the object version ``tag``."""
+def new_writer() -> str:
+    """A name for one description's thumbnails, shared with no other writer."""
+    return secrets.token_hex(WRITER_BYTES)
+
+
+def thumbnail_key(image_key: str, tag: str, writer: str, box: int) -> str:
+    """The key of ``image_key``'s ``box`` thumbnail for the object version ``tag``, as
+    ``writer`` wrote it."""
     digest = hashlib.sha256(image_key.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{digest}/{tag}/{box}.{EXTENSION}"
+    return f"{digest}/{tag}/{writer}/{box}.{EXTENSION}"
 
 
 def thumbnail_keys(item: Item | None) -> frozenset[str]:
@@ -102,21 +115,25 @@ class ThumbnailStore:
     make: MakeThumbnails = make_thumbnails
 
     def put(
-        self, image_key: str, tag: str, made: Sequence[Thumbnail]
+        self, image_key: str, tag: str, made: Sequence[Thumbnail], *, writer: str | None = None
     ) -> tuple[StoredThumbnail, ...]:
-        """Write ``made`` under ``image_key``'s version ``tag``; what the record stores."""
+        """Write ``made`` under ``image_key``'s version ``tag`` as a new writer (or
+        ``writer``); what the record stores."""
+        writer = writer or new_writer()
         stored: list[StoredThumbnail] = []
         for thumbnail in made:
-            key = thumbnail_key(image_key, tag, thumbnail.box)
-            # A failure raises as it is; see the module docstring for why nothing written
-            # so far is removed.
-            self.s3.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=thumbnail.data,
-                ContentType=CONTENT_TYPE,
-                CacheControl=CACHE_CONTROL,
-            )
+            key = thumbnail_key(image_key, tag, writer, thumbnail.box)
+            try:
+                self.s3.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=thumbnail.data,
+                    ContentType=CONTENT_TYPE,
+                    CacheControl=CACHE_CONTROL,
+                )
+            except (ClientError, BotoCoreError):
+                self.delete((t.key for t in stored), image_key=image_key)
+                raise
             stored.append(
                 StoredThumbnail(
                     box=thumbnail.box,
@@ -147,25 +164,6 @@ class ThumbnailStore:
 
     def remove_unused(self, refused: ImageRecord, stored: Item | None) -> None:
         """After the write of ``refused`` failed its condition against ``stored``: remove
-        the thumbnails this invocation wrote for it, unless they may be named.
-
-        Every writer of one object version writes the same keys, so they stay when
-        ``stored`` describes that same version: another writer of it (a repair giving an
-        older record its thumbnails, an event racing a duplicate) may be about to name
-        them, even if ``stored`` does not yet. An orphan costs nothing; a record naming a
-        deleted thumbnail would stay wrong, since reconcile compares records with the
-        gallery, not with this bucket."""
-        if _same_version(refused, stored):
-            return
+        the thumbnails this invocation wrote for it (``stored`` names them only if it is
+        the very record this writer wrote, as when a retried write had in fact landed)."""
         self.delete(record_keys(refused) - thumbnail_keys(stored), image_key=refused.key)
-
-
-def _same_version(record: ImageRecord, item: Item | None) -> bool:
-    """Whether ``item`` describes the object version ``record`` does."""
-    if item is None:
-        return False
-    stored_version = item.get("version_id", {}).get("S")
-    if record.version_id and record.version_id != NULL_VERSION:
-        return bool(stored_version == record.version_id)
-    stored_etag = item.get("etag", {}).get("S")
-    return record.etag is not None and stored_etag == record.etag

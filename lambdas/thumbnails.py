@@ -166,8 +166,10 @@ def _make(
             small = reduced(image, work.reduce_factor)
         except UnsupportedMode as exc:
             raise ThumbnailFailed(str(exc)) from None
-    # Decoded and reduced: the file's bytes are not needed for encoding.
+    # Decoded and reduced: neither the file's bytes nor the full-size image (unless it is
+    # ``small`` itself) are needed for encoding.
     stream.release()
+    del image
     ready = oriented(display_ready(small, icc if isinstance(icc, bytes) else None), orientation)
     made: dict[int, Thumbnail] = {}
     previous: Thumbnail | None = None

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from imgcli.infra.bucket_handlers import BucketHandler, canonical_lifecycle_rule
+from imgcli.infra.bucket_handlers import BucketHandler, canonical_lifecycle_rule, xml_safe
 from imgcli.infra.errors import BucketNameTaken, BucketNotEmpty, InfraError
 from imgcli.infra.resources import Kind, Resource
 from imgcli.infra.storage_handlers import storage_handlers
@@ -123,6 +123,37 @@ def test_delete_images_removes_keys_that_xml_cannot_carry_one_by_one() -> None:
         stubber.add_response("delete_bucket", {}, {"Bucket": "b"})
         handler.delete("b", delete_images=True)
         stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(
+    ("key", "safe"),
+    [
+        ("plain/é €.jpg", True),
+        ("tab\t.jpg", False),
+        ("nul\x00.jpg", False),
+        ("nonchar\ufffe.jpg", False),
+        ("nonchar\uffff.jpg", False),
+        ("lone\udc80.jpg", False),
+        ("astral\U0001f600.jpg", True),
+    ],
+)
+def test_keys_xml_cannot_carry_are_told_apart(key: str, safe: bool) -> None:
+    assert xml_safe(key) is safe
+
+
+def test_deletes_that_change_nothing_stop_destroy_instead_of_looping() -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    handler = BucketHandler(s3, region=REGION, sleep=never_sleep)
+    stuck = [{"Key": "a.jpg", "VersionId": "v1"}]
+    with Stubber(s3) as stubber:
+        listing = {"Bucket": "b", "MaxKeys": 1000}
+        for _ in range(2):
+            stubber.add_response("list_object_versions", {"Versions": stuck}, listing)
+            stubber.add_response(
+                "delete_objects", {}, {"Bucket": "b", "Delete": {"Objects": stuck, "Quiet": True}}
+            )
+        with pytest.raises(InfraError, match="still lists 1 object versions of bucket b"):
+            handler.delete("b", delete_images=True)
 
 
 @pytest.mark.parametrize(

@@ -95,3 +95,19 @@ def test_negative_seek_is_refused() -> None:
     reader = RangedReader(lambda start, end: b"x", 1)
     with pytest.raises(OSError, match="before the start"):
         reader.seek(-5)
+
+
+def test_fill_fetches_exactly_the_stretch_asked_and_serves_it_after() -> None:
+    data = bytes(range(256)) * 40
+    store = RecordingStore(data)
+    reader = RangedReader(store.fetch, len(data), initial=data[:4000], min_fetch=64)
+    reader.seek(len(data) - 2)
+    assert reader.read(2) == data[-2:]  # a tail, as the JPEG check reads it
+    reader.fill(4000, 4010)  # shorter than what was fetched so far: still exactly that
+    reader.fill(5000, 5000)  # nothing to fetch
+    assert store.ranges[-1] == (4000, 4009)
+    fetches = len(store.ranges)
+    reader.seek(3990)
+    assert reader.read(30) == data[3990:4020]  # served from the head, the fill, a new fetch
+    assert reader.seek(4000) == 4000 and reader.read(10) == data[4000:4010]
+    assert len(store.ranges) == fetches + 1

@@ -97,7 +97,14 @@ def test_an_active_record_without_thumbnails_or_reason_is_indexed(
     rewrite(dynamodb_client, table_name, replace(record, thumbnails=None))
     assert repaired(indexer, "lost.png") == "indexed"
     again = stored(dynamodb_client, table_name, "lost.png")
-    assert again is not None and again.thumbnails == record.thumbnails  # same version, same keys
+    assert again is not None and again.thumbnails
+    # A pair of its own (keys are per writer), of the same sizes, in the bucket.
+    assert [(t.box, t.width, t.height) for t in again.thumbnails] == [
+        (t.box, t.width, t.height) for t in record.thumbnails
+    ]
+    assert not {t.key for t in again.thumbnails} & {t.key for t in record.thumbnails}
+    for thumbnail in again.thumbnails:
+        s3_client.head_object(Bucket=indexer.thumbnails_bucket, Key=thumbnail.key)
 
 
 def test_an_active_record_whose_thumbnails_failed_is_unchanged(
@@ -174,7 +181,7 @@ def test_an_event_after_a_repair_of_the_same_version_keeps_the_thumbnails(
     thumbnails_bucket: str,
 ) -> None:
     # The event arrives late, after a repair indexed the same object under the lowest
-    # sequencer: its write replaces a record that points at the very same keys.
+    # sequencer: its write replaces the repair's record, whose own thumbnails then go.
     event = created(s3_client, bucket, "late.png", image_bytes("PNG"), "70")
     assert repaired(indexer, "late.png") == "indexed"
     assert process_event(event, indexer) == {"active": 1}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from dataclasses import replace
 from typing import IO, Any
 
@@ -18,7 +19,7 @@ import pytest
 from imgcli.lambdas import save_delete
 from imgcli.lambdas.records import SCHEMA_VERSION, THUMBNAIL_BOXES
 from imgcli.lambdas.save_delete import Indexer, MissingConfiguration, RecordsFailed, process_event
-from imgcli.lambdas.thumbnail_store import CACHE_CONTROL, thumbnail_key, version_tag
+from imgcli.lambdas.thumbnail_store import CACHE_CONTROL, new_writer, thumbnail_key, version_tag
 from imgcli.lambdas.thumbnails import Thumbnail, ThumbnailFailed
 from tests.eventdata import created, s3_event, stored
 from tests.images import damaged_middle, image_bytes, noisy_jpeg
@@ -71,9 +72,11 @@ def test_a_created_image_gets_both_thumbnails_and_its_record_names_them(
     assert record.thumbnail_reason is None and record.thumbnails is not None
     etag = s3_client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
     digest = hashlib.sha256(key.encode()).hexdigest()
+    ((_, _, writer),) = {tuple(t.key.split("/")[:3]) for t in record.thumbnails}
+    assert re.fullmatch(r"[0-9a-f]{16}", writer)  # one writer's pair
     assert [(t.box, t.key, t.width, t.height) for t in record.thumbnails] == [
-        (256, f"{digest}/etag-{etag}/256.webp", 256, 192),
-        (1024, f"{digest}/etag-{etag}/1024.webp", 1024, 768),
+        (256, f"{digest}/etag-{etag}/{writer}/256.webp", 256, 192),
+        (1024, f"{digest}/etag-{etag}/{writer}/1024.webp", 1024, 768),
     ]
     for thumbnail in record.thumbnails:
         head = s3_client.head_object(Bucket=thumbnails_bucket, Key=thumbnail.key)
@@ -300,7 +303,7 @@ def test_a_failed_thumbnail_write_fails_the_record_and_a_retry_indexes_it(
     with pytest.raises(RecordsFailed, match=r"flaky\.png: .*InternalError"):
         process_event(event, indexer)
     assert stored(dynamodb_client, table_name, "flaky.png") is None
-    assert len(thumbnail_objects(s3_client, thumbnails_bucket)) == 1  # left for the retry
+    assert thumbnail_objects(s3_client, thumbnails_bucket) == set()  # its own first, removed
 
     assert process_event(event, indexer) == {"active": 1}  # Lambda's retry
     record = stored(dynamodb_client, table_name, "flaky.png")
@@ -350,24 +353,24 @@ def test_the_deployed_function_writes_thumbnails_to_its_thumbnails_bucket(
     record = stored(dynamodb_client, table_name, "deployed.png")
     assert record is not None and record.thumbnails
     assert [t.box for t in record.thumbnails] == list(THUMBNAIL_BOXES)
-    assert thumbnail_objects(s3_client, thumbnails_bucket) == {
-        thumbnail_key("deployed.png", version_tag(None, record.etag), box)
-        for box in THUMBNAIL_BOXES
-    }
+    tag = version_tag(None, record.etag)
+    assert thumbnail_objects(s3_client, thumbnails_bucket) == {t.key for t in record.thumbnails}
+    assert all(f"/{tag}/" in t.key for t in record.thumbnails)
 
 
 # --- the store: names and failures ---------------------------------------------------------
 
 
-def test_keys_name_the_image_the_version_and_the_box_and_stay_short() -> None:
+def test_keys_name_the_image_the_version_the_writer_and_the_box_and_stay_short() -> None:
     digest = hashlib.sha256(b"a/b c.jpg").hexdigest()
-    assert (
-        thumbnail_key("a/b c.jpg", version_tag("v/1+2", "e"), 256) == f"{digest}/v%2F1%2B2/256.webp"
-    )
+    tag = version_tag("v/1+2", "e")
+    assert thumbnail_key("a/b c.jpg", tag, "w1", 256) == f"{digest}/v%2F1%2B2/w1/256.webp"
     # The version S3 calls "null" is overwritten by the next upload: its ETag tells them apart.
     assert version_tag("null", '"abc-2"') == version_tag(None, "abc-2") == "etag-abc-2"
-    longest = thumbnail_key("é" * 512, version_tag("v" * 5000, None), 1024)
-    assert len(longest.encode()) < 150 and "/h-" in longest
+    writer = new_writer()
+    assert writer != new_writer() and len(writer) == 16
+    longest = thumbnail_key("é" * 512, version_tag("v" * 5000, None), writer, 1024)
+    assert len(longest.encode()) < 170 and "/h-" in longest
     with pytest.raises(ValueError):
         version_tag(None, None)
 

@@ -116,7 +116,9 @@ def test_presigned_link_names_the_object_version_and_expiry(
     assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]  # never botocore's SigV2 default
     assert query["X-Amz-Expires"] == ["90"]
     assert query["versionId"] == ["v1"]
-    assert "response-content-type" not in query  # an image is served as stored
+    # An image is signed as stored, inline: the link stays an image whatever the key holds.
+    assert query["response-content-type"] == ["image/jpeg"]
+    assert query["response-content-disposition"] == ["inline"]
     assert urlsplit(link.url).path.endswith("/a%20b.jpg")
     assert link.as_json() == {
         "url": link.url,
@@ -129,8 +131,12 @@ def test_presigned_link_names_the_object_version_and_expiry(
 
 
 @pytest.mark.parametrize("content_type", sorted(set(CONTENT_TYPES.values())))
-def test_an_accepted_image_type_is_served_as_stored(content_type: str) -> None:
-    assert response_overrides(content_type) == {}
+def test_an_accepted_image_type_is_signed_as_stored_and_inline(content_type: str) -> None:
+    # Signed, not left to the object: the key may hold a page by the time the link is opened.
+    assert response_overrides(content_type) == {
+        "ResponseContentType": content_type,
+        "ResponseContentDisposition": "inline",
+    }
 
 
 @pytest.mark.parametrize(

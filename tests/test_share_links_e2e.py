@@ -76,7 +76,16 @@ def test_a_link_opens_with_a_plain_http_client(
     assert opened.status == 200
     assert opened.data == body
     assert opened.headers["Content-Type"] == "image/png"  # an image is served as stored
-    assert "Content-Disposition" not in opened.headers
+    assert opened.headers["Content-Disposition"] == "inline"
+
+    # The link names no version: a page uploaded over the key later still opens as an image.
+    page = b"<script>alert(document.domain)</script>"
+    local_client(stack, "s3").put_object(
+        Bucket=stack["bucket"], Key="s/a b+c.png", Body=page, ContentType="text/html"
+    )
+    reopened = HTTP.request("GET", url)
+    assert reopened.status == 200 and reopened.data == page
+    assert reopened.headers["Content-Type"] == "image/png"
 
 
 @pytest.mark.parametrize(("lifetime_s", "status"), [(600, 200), (60, 403)])

@@ -55,3 +55,30 @@ def test_a_duplicate_refused_during_a_repair_of_its_version_keeps_the_thumbnails
     assert named <= thumbnail_objects(s3_client, thumbnails_bucket), (
         "record names deleted thumbnails"
     )
+
+
+def test_two_writers_of_one_version_never_share_a_thumbnail_key(
+    indexer: Indexer,
+    s3_client: Any,
+    dynamodb_client: Any,
+    table_name: str,
+    bucket: str,
+    thumbnails_bucket: str,
+) -> None:
+    """Keys shared per version let a writer that replaced (or tombstoned) a record of that
+    version remove thumbnails another writer of it was about to name: after a delete
+    marker is removed, the delete's tombstone and the uncovered version's re-index race
+    so. With a key of its own per writer, whatever a writer removes no one else names."""
+    put = upload(s3_client, bucket, "same.png", image_bytes("PNG", (300, 200)))
+    event = s3_event("s3_put", bucket=bucket, key="same.png", sequencer="10", put=put)
+    assert process_event(event, indexer) == {"active": 1}
+    first = stored(dynamodb_client, table_name, "same.png")
+    # The same object, a later event (a replay, or the re-index after a delete marker went).
+    again = s3_event("s3_put", bucket=bucket, key="same.png", sequencer="20", put=put)
+    assert process_event(again, indexer) == {"active": 1}
+    second = stored(dynamodb_client, table_name, "same.png")
+    assert first is not None and first.thumbnails and second is not None and second.thumbnails
+    assert first.version_id == second.version_id and first.etag == second.etag
+    assert not {t.key for t in first.thumbnails} & {t.key for t in second.thumbnails}
+    # The replaced record's pair is gone, the live one is there: nothing else is left.
+    assert thumbnail_objects(s3_client, thumbnails_bucket) == {t.key for t in second.thumbnails}

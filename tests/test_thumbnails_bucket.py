@@ -16,7 +16,7 @@ from imgcli.aws import AwsClients
 from imgcli.config import Flags, resolve_stack
 from imgcli.infra import deploy
 from imgcli.infra.errors import BucketNotEmpty, InvalidStackName, ResourceOfAnotherStack
-from imgcli.infra.names import StackNames, check_stack_name
+from imgcli.infra.names import StackNames, check_new_stack_name, check_stack_name
 from imgcli.infra.state import StackState, state_path
 
 ACCOUNT = "123456789012"
@@ -303,12 +303,28 @@ def make_it_as_before_thumbnails(environment: deploy.StackEnvironment) -> None:
     record.save()
 
 
-def test_a_stack_name_whose_bucket_would_be_another_stack_s_thumbnails_is_refused() -> None:
+def test_a_new_stack_whose_bucket_would_be_another_stack_s_thumbnails_is_refused(
+    moto_aws: None,
+) -> None:
     # Stack t1's thumbnails bucket is named as the gallery of a stack "t1-thumbs" would be.
     assert f"imgcli-t1-thumbs-{ACCOUNT}-{REGION}" == THUMBS  # = the bucket of "t1-thumbs"
+    settings = resolve_stack(Flags(stack="t1-thumbs", target="aws"), os.environ)
+    named = deploy.StackEnvironment("t1-thumbs", "aws", AwsClients(settings).client, REGION)
     with pytest.raises(InvalidStackName, match=r"may not end in '-thumbs'.*of stack 't1'"):
-        check_stack_name("t1-thumbs")
-    assert check_stack_name("thumbs") == "thumbs"  # only the suffix is reserved
+        deploy.bootstrap(named, {}, dry_run=True)
+    assert check_new_stack_name("thumbs") == "thumbs"  # only the suffix is reserved
+    # A stack of that name made before the rule stays reachable: only new ones are refused.
+    assert check_stack_name("t1-thumbs") == "t1-thumbs"
+    StackState(
+        path=state_path("t1-thumbs"),
+        stack="t1-thumbs",
+        target="aws",
+        region=REGION,
+        account=ACCOUNT,
+        outputs={"bucket": THUMBS},
+        steps_done=["create bucket"],
+    ).save()
+    assert deploy.bootstrap(named, {}, dry_run=True).plan.steps  # planned, not refused
 
 
 def test_a_resource_tagged_as_another_stack_s_is_never_adopted_nor_destroyed(
