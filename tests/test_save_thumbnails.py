@@ -56,6 +56,22 @@ def versioned_indexer(indexer: Indexer, versioned_bucket: str) -> Indexer:
     return replace(indexer, bucket=versioned_bucket)
 
 
+def fail_the_second_put(s3_client: Any) -> list[str]:
+    """From now on, the client's second PutObject fails with a 500; the keys put, so far."""
+    from botocore.exceptions import ClientError
+
+    puts: list[str] = []
+
+    def fail_the_second(params: dict[str, Any], **kwargs: Any) -> None:
+        puts.append(params["Key"])
+        if len(puts) == 2:
+            error = {"Error": {"Code": "InternalError", "Message": "We encountered an error"}}
+            raise ClientError(error, "PutObject")
+
+    s3_client.meta.events.register("before-parameter-build.s3.PutObject", fail_the_second)
+    return puts
+
+
 def test_a_created_image_gets_both_thumbnails_and_its_record_names_them(
     indexer: Indexer,
     s3_client: Any,
@@ -287,17 +303,7 @@ def test_a_failed_thumbnail_write_fails_the_record_and_a_retry_indexes_it(
     bucket: str,
     thumbnails_bucket: str,
 ) -> None:
-    from botocore.exceptions import ClientError
-
-    puts: list[str] = []
-
-    def fail_the_second(params: dict[str, Any], **kwargs: Any) -> None:
-        puts.append(params["Key"])
-        if len(puts) == 2:
-            error = {"Error": {"Code": "InternalError", "Message": "We encountered an error"}}
-            raise ClientError(error, "PutObject")
-
-    s3_client.meta.events.register("before-parameter-build.s3.PutObject", fail_the_second)
+    puts = fail_the_second_put(s3_client)
     event = created(s3_client, bucket, "flaky.png", image_bytes("PNG"), "80")
     puts.clear()  # the upload itself
     with pytest.raises(RecordsFailed, match=r"flaky\.png: .*InternalError"):
@@ -399,24 +405,14 @@ def test_a_duplicate_whose_thumbnail_write_fails_leaves_the_live_thumbnails(
     bucket: str,
     thumbnails_bucket: str,
 ) -> None:
-    """A redelivered event of the current version writes the live record's own keys: a
-    failure half way must not remove the box it had already rewritten."""
-    from botocore.exceptions import ClientError
-
+    """A redelivered event of the current version failing half way removes what it wrote
+    itself, never the live record's thumbnails."""
     event = created(s3_client, bucket, "live.png", image_bytes("PNG"), "80")
     assert process_event(event, indexer) == {"active": 1}
     record = stored(dynamodb_client, table_name, "live.png")
     assert record is not None and record.thumbnails
     live = {t.key for t in record.thumbnails}
-    puts: list[str] = []
-
-    def fail_the_second(params: dict[str, Any], **kwargs: Any) -> None:
-        puts.append(params["Key"])
-        if len(puts) == 2:
-            error = {"Error": {"Code": "InternalError", "Message": "We encountered an error"}}
-            raise ClientError(error, "PutObject")
-
-    s3_client.meta.events.register("before-parameter-build.s3.PutObject", fail_the_second)
+    puts = fail_the_second_put(s3_client)
     # The failure finds the table already past the event: a duplicate, stale.
     assert process_event(event, indexer) == {"stale": 1}
     assert len(puts) == 2
