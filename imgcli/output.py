@@ -42,7 +42,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -114,6 +114,52 @@ class ProgressDisplay(Protocol):
         completed: float | None = ...,
         description: str | None = ...,
     ) -> None: ...
+
+
+class TransferProgress:
+    """The one progress line of a transfer (``upload``, ``download``): files and bytes done
+    of those queued so far, and the rate. The totals grow while the work is still being
+    found, which is streamed rather than counted first. Silent until ``show_on`` gives it a
+    display (a terminal)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._started = clock()
+        self._display: ProgressDisplay | None = None
+        self._task: TaskID | None = None
+        self._files_total = self._files_done = 0
+        self._bytes_total = self._bytes_done = 0
+
+    def show_on(self, display: ProgressDisplay, label: str) -> None:
+        self._display = display
+        self._task = display.add_task(label, total=None)
+
+    def queued(self, size: int) -> None:
+        self._files_total += 1
+        self._bytes_total += size
+        self._refresh(total=self._bytes_total or None)
+
+    def moved(self, amount: int) -> None:
+        """``amount`` more bytes sent or received."""
+        self._bytes_done += amount
+        self._refresh()
+
+    def file_done(self) -> None:
+        self._files_done += 1
+        self._refresh()
+
+    def _refresh(self, **fields: Any) -> None:
+        if self._display is None or self._task is None:
+            return
+        elapsed = max(self._clock() - self._started, 1e-6)
+        description = (
+            f"{self._files_done}/{self._files_total} files, "
+            f"{human_size(self._bytes_done)} of {human_size(self._bytes_total)}, "
+            f"{human_size(int(self._bytes_done / elapsed))}/s"
+        )
+        self._display.update(
+            self._task, completed=self._bytes_done, description=description, **fields
+        )
 
 
 class NoProgress:

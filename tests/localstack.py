@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -155,3 +156,9 @@ def create_http_api(apis: Any, name: str, function_arn: str, routes: dict[str, s
         )
     apis.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
     return api_id
+
+
+def aws_cli() -> str | None:
+    """The AWS CLI: the benchmark's own (``make bench`` installs it), else one on PATH."""
+    bench = REPO / "benchmarks" / ".venv-awscli" / "bin" / "aws"
+    return str(bench) if bench.exists() else shutil.which("aws")

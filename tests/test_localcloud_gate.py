@@ -9,7 +9,6 @@ format, without reaching moto. The S3-specific rules are in ``test_localcloud_ga
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,8 +38,8 @@ from tests.gate_harness import (
     signed,
     signed_send,
 )
+from tests.localstack import aws_cli
 
-REPO = Path(__file__).resolve().parents[1]
 BUCKET = "gate-test-bucket"
 
 
@@ -407,17 +406,12 @@ def test_curl_aws_sigv4_puts_and_gets_s3_objects(server: Server, tmp_path: Path)
     assert _curl(server, url, secret="wrong")[0] == "403"
 
 
-def _aws_cli() -> str | None:
-    bench = REPO / "benchmarks" / ".venv-awscli" / "bin" / "aws"
-    return str(bench) if bench.exists() else shutil.which("aws")
-
-
 @pytest.mark.skipif(
-    _aws_cli() is None,
+    aws_cli() is None,
     reason="no AWS CLI: neither benchmarks/.venv-awscli (make bench installs it) nor aws on PATH",
 )
 def test_the_aws_cli_copies_to_and_from_s3(server: Server, tmp_path: Path) -> None:
-    cli = _aws_cli()
+    cli = aws_cli()
     assert cli is not None
     source = tmp_path / "cli.txt"
     source.write_bytes(b"from the aws cli " * 1000)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.images import image_bytes
-from tests.localstack import KEY, REPO, SECRET, bootstrap, local_cloud_env, run_imgcli
+from tests.localstack import KEY, REPO, SECRET, aws_cli, bootstrap, local_cloud_env, run_imgcli
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +99,6 @@ def test_imgcli_logs_shows_record_done_framed_by_start_and_report(
     assert both.returncode == 0, both.stderr
     assert len(both.stdout.splitlines()) >= len(lines)
     assert run_imgcli(stack["env"], "logs", "retrieve").stdout == ""  # never ran: nothing
-
-
-def aws_cli() -> str | None:
-    bench = REPO / "benchmarks" / ".venv-awscli" / "bin" / "aws"
-    return str(bench) if bench.exists() else shutil.which("aws")
 
 
 @pytest.mark.skipif(

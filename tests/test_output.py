@@ -7,12 +7,13 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from rich.progress import Progress
 
 from imgcli.errors import ExitCode, Failure, UsageError
-from imgcli.output import NoProgress, Output, Streams
+from imgcli.output import NoProgress, Output, Streams, TransferProgress
 
 # An SGR escape sequence that sets a foreground colour (30-37, 90-97, or 38;...).
 COLOUR = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:3[0-8]|9[0-7])(?:;[0-9;]*)?m")
@@ -240,3 +241,31 @@ def test_progress_is_a_no_op_elsewhere() -> None:
         progress.update(task, completed=2, description="done")
     assert captured.out == ""
     assert captured.err == ""
+
+
+class RecordingDisplay(NoProgress):
+    """A progress display that keeps every update it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.updates: list[dict[str, object]] = []
+
+    def update(self, task_id: Any, **fields: Any) -> None:
+        self.updates.append(fields)
+
+
+def test_a_transfer_s_progress_line_counts_files_and_bytes_as_they_are_found() -> None:
+    now = [0.0]
+    progress = TransferProgress(lambda: now[0])
+    progress.queued(10)  # silent: no display yet
+    display = RecordingDisplay()
+    progress.show_on(display, "listing")
+    progress.queued(2048)
+    now[0] = 2.0
+    progress.moved(2048)
+    progress.file_done()
+    assert display.updates[0]["total"] == 2058  # the totals grow as work is found
+    assert display.updates[-1] == {
+        "completed": 2048,
+        "description": "1/2 files, 2.0 KiB of 2.0 KiB, 1.0 KiB/s",
+    }

@@ -35,11 +35,9 @@ import typer
 from imgcli.commands.frame import JsonFlag, command_invocation, reports_failures
 from imgcli.errors import ExitCode, Failure, PartialFailure, UsageError
 from imgcli.invocation import Invocation
-from imgcli.output import human_size, plural
+from imgcli.output import TransferProgress, human_size, plural
 
 if TYPE_CHECKING:
-    from rich.progress import TaskID
-
     from imgcli.download import DownloadRequest
     from imgcli.download_types import DownloadResult, DownloadSummary
     from imgcli.output import Output, ProgressDisplay
@@ -197,49 +195,26 @@ class _Reporter:
         self.dry_run = dry_run
         #: What a dry run shows people at the end.
         self.rows: list[dict[str, Any]] = []
-        self._clock = clock
-        self._started = clock()
-        self._display: ProgressDisplay | None = None
-        self._task: TaskID | None = None
-        self._files_total = self._files_done = 0
-        self._bytes_total = self._bytes_done = 0
+        self.progress = TransferProgress(clock)
 
     def show_on(self, display: ProgressDisplay) -> None:
-        self._display = display
-        self._task = display.add_task("listing", total=None)
+        self.progress.show_on(display, "listing")
 
     def queued(self, size: int) -> None:
-        self._files_total += 1
-        self._bytes_total += size
-        self._refresh(total=self._bytes_total or None)
+        self.progress.queued(size)
 
     def received(self, amount: int) -> None:
-        self._bytes_done += amount
-        self._refresh()
+        self.progress.moved(amount)
 
     def finished(self, result: DownloadResult) -> None:
         if result.status in ("downloaded", "failed", "skipped", "would_download"):
-            self._files_done += 1
-            self._refresh()
+            self.progress.file_done()
         if self.output.json_mode:
             self.output.document(result.as_json(), columns=(), rows=())
         elif self.dry_run:
             self.rows.append(result.as_json())
         elif result.status in ("refused", "failed"):
             self.output.failure(Failure(failure_line(result), ExitCode.SOME_FAILED))
-
-    def _refresh(self, **fields: Any) -> None:
-        if self._display is None or self._task is None:
-            return
-        elapsed = max(self._clock() - self._started, 1e-6)
-        description = (
-            f"{self._files_done}/{self._files_total} files, "
-            f"{human_size(self._bytes_done)} of {human_size(self._bytes_total)}, "
-            f"{human_size(int(self._bytes_done / elapsed))}/s"
-        )
-        self._display.update(
-            self._task, completed=self._bytes_done, description=description, **fields
-        )
 
 
 def failure_line(result: DownloadResult) -> str:

@@ -45,11 +45,9 @@ from typer.core import TyperCommand
 from imgcli.commands.frame import JsonFlag, command_invocation, reports_failures
 from imgcli.errors import ExitCode, Failure, PartialFailure, RemoteError
 from imgcli.invocation import Invocation
-from imgcli.output import human_size, plural
+from imgcli.output import TransferProgress, human_size, plural
 
 if TYPE_CHECKING:
-    from rich.progress import TaskID
-
     from imgcli.index_wait import IndexWait
     from imgcli.output import Output, ProgressDisplay
     from imgcli.upload_types import FileResult, UploadSummary
@@ -299,30 +297,20 @@ class _Reporter:
         self.uploaded: dict[str, str] = {}
         #: What a dry run shows people at the end.
         self.rows: list[dict[str, Any]] = []
-        self._clock = clock
-        self._started = clock()
-        self._display: ProgressDisplay | None = None
-        self._task: TaskID | None = None
-        self._files_total = self._files_done = 0
-        self._bytes_total = self._bytes_done = 0
+        self.progress = TransferProgress(clock)
 
     def show_on(self, display: ProgressDisplay) -> None:
-        self._display = display
-        self._task = display.add_task("checking files", total=None)
+        self.progress.show_on(display, "checking files")
 
     def queued(self, size: int) -> None:
-        self._files_total += 1
-        self._bytes_total += size
-        self._refresh(total=self._bytes_total)
+        self.progress.queued(size)
 
     def sent(self, amount: int) -> None:
-        self._bytes_done += amount
-        self._refresh()
+        self.progress.moved(amount)
 
     def finished(self, result: FileResult) -> None:
         if result.status in ("uploaded", "failed"):
-            self._files_done += 1
-            self._refresh()
+            self.progress.file_done()
         if result.status == "uploaded" and self.keep_uploaded and result.etag and result.key:
             self.uploaded[result.key] = result.etag
         if self.output.json_mode:
@@ -333,19 +321,6 @@ class _Reporter:
             self.output.failure(
                 Failure(f"{result.path}: {result.status}: {result.reason}", ExitCode.SOME_FAILED)
             )
-
-    def _refresh(self, **fields: Any) -> None:
-        if self._display is None or self._task is None:
-            return
-        elapsed = max(self._clock() - self._started, 1e-6)
-        description = (
-            f"{self._files_done}/{self._files_total} files, "
-            f"{human_size(self._bytes_done)} of {human_size(self._bytes_total)}, "
-            f"{human_size(int(self._bytes_done / elapsed))}/s"
-        )
-        self._display.update(
-            self._task, completed=self._bytes_done, description=description, **fields
-        )
 
 
 def _wait_for_index(run: Invocation, uploaded: Mapping[str, str], timeout_s: float) -> IndexWait:
